@@ -1,0 +1,23 @@
+"""The ``cnnlab`` command line: a thin shell; each verb lives in ``grader.commands``."""
+
+from __future__ import annotations
+
+import click
+
+from grader import __version__
+from grader.commands.list_ import list_exercises
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cnnlab")
+def main() -> None:
+    """cnnlab: auto-graded exercises for convolutional neural networks.
+
+    \b
+    Students:     cnnlab grade exercises/
+    Instructors:  cnnlab generate --seed 7 ; cnnlab release --out release/
+    TAs:          cnnlab batch submissions/ --jobs 2 --out gradebook/
+    """
+
+
+main.add_command(list_exercises)

@@ -1,0 +1,1 @@
+"""Exercise specs, one module per lecture topic; importing this package registers them all."""
