@@ -401,9 +401,11 @@ def summary(input_shape: tuple[int, int, int], layers: list[Layer]) -> Summary:
                 f"layers[{index}] must be Conv2D, MaxPool2D, Flatten or Dense, got {kind.__name__}"
             )
         base = _DEFAULT_NAMES[kind]
-        seen = counters.get(base, 0)
-        counters[base] = seen + 1
-        name = layer.name or (base if seen == 0 else f"{base}_{seen}")
+        name = layer.name
+        if not name:  # Keras numbers only the layers it names itself
+            seen = counters.get(base, 0)
+            counters[base] = seen + 1
+            name = base if seen == 0 else f"{base}_{seen}"
         where = f"layers[{index}] ({name})"
         if isinstance(layer, (Conv2D, MaxPool2D)):
             if len(shape) != 3:
