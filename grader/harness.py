@@ -77,3 +77,151 @@ def to_outputs(value: Any, names: tuple[str, ...] = ("out",)) -> dict[str, np.nd
 def call(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Call ``function(**case)`` and return its value as ``{"out": array}``."""
     return to_outputs(get(function)(**case))
+
+
+@harness("forward")
+def forward(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Call a ``*_forward(**case) -> (out, cache)`` and return ``{"out": out}``."""
+    value = get(function)(**case)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise BadReturn(
+            f"{function} must return a pair (out, cache), got {type(value).__name__}"
+            + (f" of length {len(value)}" if isinstance(value, (tuple, list)) else "")
+        )
+    return {"out": as_array(value[0], "out (the first value returned)")}
+
+
+def forward_name(backward: str) -> str:
+    """The forward function whose cache a backward consumes: ``x_backward`` -> ``x_forward``."""
+    stem = backward[: -len("_backward")] if backward.endswith("_backward") else backward
+    return f"{stem}_forward"
+
+
+def _run_backward(
+    get: Getter, function: str, case: dict[str, Any], names: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Make the cache with the student's own forward (as in CS231n), then call the backward.
+
+    ``case`` holds the forward's keyword arguments plus ``dout``, the upstream gradient, whose
+    shape is the correct forward output's shape.
+    """
+    forward_kwargs = {k: v for k, v in case.items() if k != "dout"}
+    dout = case["dout"]
+    fwd = forward_name(function)
+    value = get(fwd)(**forward_kwargs)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise BadReturn(
+            f"{function} uses your {fwd} to make its cache, and {fwd} must return a pair "
+            f"(out, cache), got {type(value).__name__}"
+        )
+    out, cache = value
+    out_shape = getattr(out, "shape", None)
+    if out_shape is not None and tuple(out_shape) != tuple(dout.shape):
+        raise BadReturn(
+            f"{function} uses your {fwd} to make its cache, but {fwd} returned out of shape "
+            f"{tuple(out_shape)} where {tuple(dout.shape)} is expected: fix {fwd} first"
+        )
+    return to_outputs(get(function)(dout, cache), names)
+
+
+@harness("backward")
+def backward(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A layer backward returning ``(dx, dw, db)``, fed by the student's own forward."""
+    return _run_backward(get, function, case, ("dx", "dw", "db"))
+
+
+@harness("backward_dx")
+def backward_dx(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A parameter-free backward returning only ``dx`` (max pooling), fed by its forward."""
+    return _run_backward(get, function, case, ("dx",))
+
+
+#: Codes of the ``layers`` int array of the receptive-field harness: one row per layer,
+#: ``(kind, size, stride, padding, dilation)``; kind 0 = Conv2D (size = kernel_size),
+#: kind 1 = MaxPool2D (size = pool_size, stride 0 = None); padding -1 = "same", -2 = "valid",
+#: else pixels on each side.
+LAYER_CONV, LAYER_POOL = 0, 1
+PADDING_CODES = {-1: "same", -2: "valid"}
+RECEPTIVE_FIELDS = ("n_out", "jump", "rf", "start")
+
+
+class Conv2D:
+    """Look-alike of ``params.Conv2D`` (the reference's objects cannot exist in the child)."""
+
+    def __init__(self, filters, kernel_size, stride=1, padding="valid", dilation=1):
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+
+    def __repr__(self) -> str:
+        return (
+            f"Conv2D({self.filters}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, dilation={self.dilation})"
+        )
+
+
+class MaxPool2D:
+    """Look-alike of ``params.MaxPool2D``."""
+
+    def __init__(self, pool_size, stride=None, padding="valid"):
+        self.pool_size = pool_size
+        self.stride = stride
+        self.padding = padding
+
+    def __repr__(self) -> str:
+        return f"MaxPool2D({self.pool_size}, stride={self.stride})"
+
+
+def build_layers(get: Getter, table: np.ndarray) -> list[Any]:
+    """Layer objects from the int table; the student's own ``Conv2D``/``MaxPool2D`` classes
+    when the submission defines them (so ``isinstance`` in their code works), else look-alikes.
+    """
+
+    def cls(name: str, fallback: type) -> Any:
+        try:
+            found = get(name)
+        except MissingFunction:
+            return fallback
+        return found if isinstance(found, type) else fallback
+
+    conv_cls, pool_cls = cls("Conv2D", Conv2D), cls("MaxPool2D", MaxPool2D)
+    built = []
+    for kind, size, stride, padding, dilation in np.asarray(table).tolist():
+        if kind == LAYER_CONV:
+            pad = PADDING_CODES.get(padding, padding)
+            built.append(conv_cls(8, size, stride=stride, padding=pad, dilation=dilation))
+        else:
+            built.append(pool_cls(size, stride=stride or None))
+    return built
+
+
+def _field(record: Any, name: str, i: int) -> Any:
+    if isinstance(record, dict):
+        if name in record:
+            return record[name]
+    elif hasattr(record, name):
+        return getattr(record, name)
+    raise BadReturn(
+        f"record {i} of the returned list has no field {name!r}; each record needs "
+        f"{', '.join(RECEPTIVE_FIELDS)}"
+    )
+
+
+@harness("receptive")
+def receptive(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``receptive_field(layers, input_size)``: one record per layer, as four arrays."""
+    layers = build_layers(get, case["layers"])
+    records = get(function)(layers, case["input_size"])
+    if not isinstance(records, (list, tuple)):
+        raise BadReturn(f"{function} must return a list of records, got {type(records).__name__}")
+    if len(records) != len(layers):
+        raise BadReturn(
+            f"{function} returned {len(records)} records for {len(layers)} layers: "
+            "return one record per layer"
+        )
+    return {
+        name: as_array([_field(r, name, i) for i, r in enumerate(records)], name)
+        for name in RECEPTIVE_FIELDS
+    }

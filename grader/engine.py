@@ -1,0 +1,588 @@
+"""The grading engine: reference outputs in the parent, student code in a sandboxed child.
+
+The steps, each a small function:
+
+1. :func:`prepare` (parent, the only place reference code runs): draw an exercise's cases
+   from its own generator ``np.random.default_rng([seed, stable_hash(name)])`` (so adding or
+   selecting exercises never changes another one's numbers), compute the expected outputs with
+   ``cnnref`` and every known mistake's outputs on pristine copies of the inputs.
+2. The runner (:class:`grader.sandbox.Sandbox`) runs the student's function on every case of
+   one exercise in one fresh child and hands back plain arrays.
+3. :func:`evaluate` (parent, pure): compare, recognise a known mistake, score.
+
+Scoring: an exercise's score is ``points * (cases passed) / (cases)``, so partial work earns
+partial credit; its status is ``passed`` only when every case passes. When a case did not
+return (``error``, ``timeout``, ``memory``, ``crashed``, ``not_implemented``), the status is
+the first such status in case order; otherwise it is ``failed``. The feedback names the first
+problem, its case and what makes that case hard, and, when every failing case's outputs equal
+one known mistake's, that mistake's message. A failure of the grader (the sandbox, the
+reference) is retried once and then reported as ``grader_error`` with score 0, which the
+renderers and exit codes never treat as a grade.
+
+This module must not import ``cnnref`` or ``grader.exercises`` at module level: in a student
+bundle there is no reference, and grading runs from saved public cases (``cases_dir``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+import sys
+import time
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from grader.compare import check_outputs, outputs_match
+from grader.errors import ConfigError, GraderFailure, UnknownExerciseError
+from grader.results import Result, Status, SubmissionResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grader.registry import ExerciseSpec
+    from grader.sandbox import RunOutcome, Sandbox
+    from grader.submission import Submission
+
+__all__ = [
+    "CASE_LABEL",
+    "InProcessRunner",
+    "PreparedCase",
+    "PreparedExercise",
+    "evaluate",
+    "exercise_rng",
+    "fresh_seed",
+    "grade",
+    "grade_prepared",
+    "prepare",
+    "prepare_all",
+    "stable_hash",
+]
+
+#: Key of a case's human label (what makes the case hard); removed before anything runs it.
+CASE_LABEL = "_label"
+MAX_SEED = 2**31 - 1
+_STATUS_OF_CASE = {
+    "not_implemented": Status.NOT_IMPLEMENTED,
+    "error": Status.ERROR,
+    "timeout": Status.TIMEOUT,
+    "memory": Status.MEMORY,
+    "crashed": Status.CRASHED,
+}
+
+
+@dataclass(frozen=True)
+class PreparedCase:
+    """One check case, ready to grade without the reference.
+
+    Attributes:
+        inputs: keyword arguments of the student call (arrays, ints, floats, strs, int tuples).
+        expected: the reference outputs, by name (``"out"``, ``"dx"``, ...).
+        mistakes: known-mistake slug -> that mistake's outputs on this case (only the mistakes
+            whose outputs differ from ``expected`` here, i.e. that this case can reveal; a
+            mistake may give a subset of the outputs, e.g. only ``"rf"``).
+        label: what makes the case hard, shown in feedback.
+    """
+
+    inputs: dict[str, Any]
+    expected: dict[str, np.ndarray]
+    mistakes: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class PreparedExercise:
+    """An exercise with its cases drawn and its expected outputs computed (see :func:`prepare`)."""
+
+    name: str
+    number: str
+    title: str
+    topic: str
+    points: float
+    function: str
+    harness: str
+    module_hint: str | None
+    rtol: float
+    atol: float
+    timeout_s: float
+    mistake_messages: dict[str, str]
+    cases: tuple[PreparedCase, ...]
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def stable_hash(name: str) -> int:
+    """A 32-bit hash of ``name`` that is the same in every process (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+
+
+def exercise_rng(seed: int, name: str) -> np.random.Generator:
+    """The generator of exercise ``name`` under ``seed``; independent of every other exercise."""
+    return np.random.default_rng([int(seed), stable_hash(name)])
+
+
+def fresh_seed() -> int:
+    """A new random seed for a run without ``--seed`` (printed so the run can be repeated)."""
+    return secrets.randbelow(MAX_SEED)
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int in ``[0, 2**31 - 1)``, or a :class:`ConfigError` saying so."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"the seed must be a whole number, got {seed!r}")
+    if not 0 <= int(seed) < MAX_SEED:
+        raise ConfigError(f"the seed must be between 0 and {MAX_SEED - 1}, got {seed}")
+    return int(seed)
+
+
+# ----------------------------------------------------------------------------- prepare
+
+
+def _as_outputs(value: object, what: str) -> dict[str, np.ndarray]:
+    if not isinstance(value, Mapping) or not value:
+        raise GraderFailure(
+            f"{what} must be a non-empty dict of arrays, got {type(value).__name__}"
+        )
+    outputs = {}
+    for key, v in value.items():
+        arr = np.ascontiguousarray(np.asarray(v))
+        if arr.dtype.kind not in "biuf":
+            raise GraderFailure(f"{what}[{key!r}] has dtype {arr.dtype}, not a number type")
+        outputs[str(key)] = arr
+    return outputs
+
+
+def prepare(spec: ExerciseSpec, seed: int) -> PreparedExercise:
+    """Draw ``spec``'s cases for ``seed`` and compute the reference and mistake outputs.
+
+    Raises:
+        GraderFailure: the case generator, the reference or a mistake crashed, or returned
+            something that is not named numeric arrays.
+    """
+    seed = check_seed(seed)
+    rng = exercise_rng(seed, spec.name)
+    try:
+        raw_cases = list(spec.make_cases(rng))
+    except Exception as exc:
+        raise GraderFailure(
+            f"drawing the cases of {spec.name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not raw_cases:
+        raise GraderFailure(f"{spec.name} has no check cases")
+    cases = []
+    for index, raw in enumerate(raw_cases):
+        raw = dict(raw)
+        label = str(raw.pop(CASE_LABEL, ""))
+        inputs = copy.deepcopy(raw)
+        where = f"{spec.name}, case {index + 1}"
+        try:
+            expected = _as_outputs(spec.reference(copy.deepcopy(inputs)), f"reference of {where}")
+        except GraderFailure:
+            raise
+        except Exception as exc:
+            raise GraderFailure(
+                f"the reference failed on {where}: {type(exc).__name__}: {exc}"
+            ) from exc
+        mistakes: dict[str, dict[str, np.ndarray]] = {}
+        for mistake in spec.mistakes:
+            try:
+                produced = mistake.produce(copy.deepcopy(inputs))
+            except Exception as exc:
+                raise GraderFailure(
+                    f"known mistake {mistake.name!r} failed on {where}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if produced is None:
+                continue  # this mistake cannot show on this case
+            outputs = _as_outputs(produced, f"mistake {mistake.name!r} of {where}")
+            unknown = set(outputs) - set(expected)
+            if unknown:
+                raise GraderFailure(
+                    f"mistake {mistake.name!r} of {where} names outputs {sorted(unknown)} "
+                    f"that the exercise does not have ({sorted(expected)})"
+                )
+            subset = {k: expected[k] for k in outputs}
+            if outputs_match(subset, outputs, rtol=spec.rtol, atol=spec.atol):
+                continue  # indistinguishable from the right answer on this case
+            mistakes[mistake.name] = outputs
+        cases.append(PreparedCase(inputs=inputs, expected=expected, mistakes=mistakes, label=label))
+    return PreparedExercise(
+        name=spec.name,
+        number=spec.number,
+        title=spec.title,
+        topic=spec.topic,
+        points=float(spec.points),
+        function=spec.function,
+        harness=spec.harness,
+        module_hint=spec.topic,
+        rtol=spec.rtol,
+        atol=spec.atol,
+        timeout_s=spec.timeout_s,
+        mistake_messages={m.name: m.message for m in spec.mistakes},
+        cases=tuple(cases),
+    )
+
+
+def grader_error(name: str, points: float, reason: str, *, wall_s: float = 0.0) -> Result:
+    """The record of an exercise the grader could not grade (never a score)."""
+    return Result(
+        name=name,
+        score=0.0,
+        max_score=float(points),
+        status=Status.GRADER_ERROR,
+        feedback=(
+            f"the grader failed on this exercise (not your code), even after a retry: {reason}"
+        ),
+        wall_s=wall_s,
+    )
+
+
+def prepare_all(specs: Sequence[ExerciseSpec], seed: int) -> list[PreparedExercise | Result]:
+    """:func:`prepare` each spec (retrying once); a spec that still fails becomes a
+    ``grader_error`` :class:`Result` in its place."""
+    prepared: list[PreparedExercise | Result] = []
+    for spec in specs:
+        try:
+            prepared.append(prepare(spec, seed))
+        except GraderFailure:
+            try:
+                prepared.append(prepare(spec, seed))
+            except GraderFailure as exc:
+                prepared.append(grader_error(spec.name, spec.points, str(exc)))
+    return prepared
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def _case_where(index: int, total: int, label: str) -> str:
+    return f"case {index + 1} of {total}" + (f": {label}" if label else "")
+
+
+def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
+    """Grade one exercise from what the child returned (a pure function of its arguments).
+
+    Args:
+        prepared: the exercise, its cases and expected outputs.
+        outcome: the run of the student's code, one case outcome per prepared case.
+
+    Returns:
+        The exercise's :class:`Result` (see the module docstring for the score and status).
+
+    Raises:
+        GraderFailure: the outcome does not have one result per case.
+    """
+    cases, outcomes = prepared.cases, tuple(outcome.cases)
+    if len(outcomes) != len(cases):
+        raise GraderFailure(
+            f"the sandbox returned {len(outcomes)} results "
+            f"for {len(cases)} cases of {prepared.name}"
+        )
+    total = len(cases)
+    passed = 0
+    first_problem: str | None = None
+    runtime_status: Status | None = None
+    compare_failures: list[tuple[PreparedCase, Mapping[str, Any]]] = []
+    for index, (case, result) in enumerate(zip(cases, outcomes, strict=True)):
+        where = _case_where(index, total, case.label)
+        if result.status == "ok":
+            problem = check_outputs(
+                case.expected, result.outputs, rtol=prepared.rtol, atol=prepared.atol
+            )
+            if problem is None:
+                passed += 1
+                continue
+            compare_failures.append((case, result.outputs or {}))
+            first_problem = first_problem or f"{problem} ({where})"
+            continue
+        status = _STATUS_OF_CASE.get(result.status)
+        if status is None:
+            raise GraderFailure(f"unknown case status {result.status!r} from the sandbox")
+        runtime_status = runtime_status or status
+        if first_problem is None:
+            message = (result.message or status.value).strip()
+            first_problem = message if status is Status.NOT_IMPLEMENTED else f"{message} ({where})"
+
+    score = round(prepared.points * passed / total, 4)
+    if passed == total:
+        return Result(
+            name=prepared.name,
+            score=float(prepared.points),
+            max_score=float(prepared.points),
+            status=Status.PASSED,
+            feedback=f"all {total} cases passed",
+            output=outcome.output,
+            wall_s=outcome.wall_s,
+        )
+    mistake = _matching_mistake(prepared, compare_failures)
+    feedback = first_problem or "failed"
+    if mistake:
+        feedback += f". Known mistake: {prepared.mistake_messages[mistake]}"
+    if not (runtime_status is Status.NOT_IMPLEMENTED and passed == 0):
+        feedback += f". {passed} of {total} cases passed"
+    return Result(
+        name=prepared.name,
+        score=score,
+        max_score=float(prepared.points),
+        status=runtime_status or Status.FAILED,
+        feedback=feedback,
+        mistake=mistake,
+        output=outcome.output,
+        wall_s=outcome.wall_s,
+    )
+
+
+def _matching_mistake(
+    prepared: PreparedExercise, failures: Sequence[tuple[PreparedCase, Mapping[str, Any]]]
+) -> str | None:
+    """The first known mistake whose outputs equal the student's on every failing case."""
+    if not failures:
+        return None
+    for slug in prepared.mistake_messages:
+        if all(
+            slug in case.mistakes
+            and outputs_match(case.mistakes[slug], received, rtol=prepared.rtol, atol=prepared.atol)
+            for case, received in failures
+        ):
+            return slug
+    return None
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_exercise(runner: Any, submission: Submission, prepared: PreparedExercise) -> Result:
+    """Run and evaluate one exercise; a grader failure is retried once, then ``grader_error``."""
+    reason = ""
+    started = time.perf_counter()
+    for _attempt in range(2):
+        try:
+            outcome = runner.run(
+                submission,
+                harness=prepared.harness,
+                function=prepared.function,
+                cases=[copy.deepcopy(c.inputs) for c in prepared.cases],
+                module_hint=prepared.module_hint,
+                timeout_s=prepared.timeout_s,
+            )
+            return evaluate(prepared, outcome)
+        except GraderFailure as exc:
+            reason = str(exc)
+        except Exception as exc:  # a bug of the grader, never the student's fault
+            reason = f"{type(exc).__name__}: {exc}"
+    return grader_error(
+        prepared.name, prepared.points, reason, wall_s=time.perf_counter() - started
+    )
+
+
+def grade_prepared(
+    submission: Submission,
+    prepared: Sequence[PreparedExercise | Result],
+    *,
+    seed: int,
+    sandbox: Sandbox | None = None,
+    student: str | None = None,
+    in_process: bool = False,
+) -> SubmissionResult:
+    """Grade ``submission`` on already prepared exercises (no reference needed).
+
+    Args:
+        submission: the loaded student code (:func:`grader.submission.load_submission`).
+        prepared: the exercises, in order; a :class:`Result` in the list (an exercise that
+            could not be prepared) is passed through as it is.
+        seed: the seed the exercises were prepared with (recorded in the result).
+        sandbox: a running sandbox to reuse (a batch reuses one); ``None`` starts one and
+            closes it afterwards.
+        student: the student id, when known.
+        in_process: UNSAFE, for the benchmark only: import the student's code into this
+            process instead of a sandboxed child (:class:`InProcessRunner`).
+    """
+    own = sandbox is None
+    if own:
+        if in_process:
+            runner: Any = InProcessRunner()
+        else:
+            from grader.sandbox import Sandbox
+
+            runner = Sandbox()
+    else:
+        runner = sandbox
+    try:
+        results = [
+            item if isinstance(item, Result) else run_exercise(runner, submission, item)
+            for item in prepared
+        ]
+    finally:
+        if own:
+            runner.close()
+    return SubmissionResult(
+        seed=int(seed), exercises=tuple(results), source=str(submission.path), student=student
+    )
+
+
+def _select_saved(
+    prepared: list[PreparedExercise], requested: Iterable[str] | None
+) -> list[PreparedExercise]:
+    requested = list(requested or [])
+    if not requested:
+        return prepared
+    import difflib
+
+    by_name = {p.name: p for p in prepared}
+    for name in requested:
+        if name not in by_name:
+            close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownExerciseError(
+                f"unknown exercise {name!r}.{hint} The check cases hold: {', '.join(by_name)}."
+            )
+    wanted = set(requested)
+    return [p for p in prepared if p.name in wanted]
+
+
+def grade(
+    path: str | Path,
+    *,
+    seed: int | None = None,
+    exercises: list[str] | None = None,
+    student: str | None = None,
+    sandbox: Sandbox | None = None,
+    cases_dir: Path | None = None,
+    in_process: bool = False,
+) -> SubmissionResult:
+    """Grade the submission at ``path`` (a folder of modules, a ``.py`` or an ``.ipynb``).
+
+    Args:
+        path: the submission.
+        seed: the seed of the check cases; ``None`` draws a fresh one (recorded in the result).
+        exercises: exercise names to grade; ``None`` or empty grades all of them.
+        student: the student id, when known.
+        sandbox: a running sandbox to reuse.
+        cases_dir: grade against saved public cases (:mod:`grader.public_cases`) instead of
+            the reference; what a student bundle without ``cnnref`` does.
+        in_process: UNSAFE, for the benchmark only (see :func:`grade_prepared`).
+
+    Raises:
+        SubmissionError: the path is missing or not a submission.
+        UnknownExerciseError: an exercise name is unknown (with a "did you mean").
+        ConfigError: a bad seed, or a seed that the saved cases were not made with.
+    """
+    from grader.submission import load_submission
+
+    submission = load_submission(path)
+    if seed is not None:
+        seed = check_seed(seed)
+    if cases_dir is not None:
+        from grader.public_cases import load_prepared
+
+        saved_seed, saved = load_prepared(cases_dir)
+        if seed is not None and seed != saved_seed:
+            raise ConfigError(
+                f"the check cases in {str(cases_dir)!r} were made with seed {saved_seed}; "
+                f"drop --seed or pass --seed {saved_seed}"
+            )
+        seed = saved_seed
+        prepared: list[PreparedExercise | Result] = list(_select_saved(saved, exercises))
+    else:
+        from grader import registry
+
+        specs = registry.select(exercises)
+        seed = fresh_seed() if seed is None else seed
+        prepared = prepare_all(specs, seed)
+    return grade_prepared(
+        submission, prepared, seed=seed, sandbox=sandbox, student=student, in_process=in_process
+    )
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+class InProcessRunner:
+    """UNSAFE: runs student code inside *this* process. For the benchmark only.
+
+    It imports the submission's modules into the grader's own interpreter, so student code
+    could read the reference, patch the comparison or hang the grader: it exists to measure
+    what the sandbox's isolation costs (``bench/bench_grader.py``), and no command uses it.
+    Same interface as :class:`grader.sandbox.Sandbox`: ``run(...)`` returns a ``RunOutcome``.
+    """
+
+    def __enter__(self) -> InProcessRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    @staticmethod
+    def _load(submission: Submission, module_hint: str | None) -> list[types.ModuleType]:
+        names = sorted(submission.modules, key=lambda n: (n != module_hint, n))
+        saved = {n: sys.modules.get(n) for n in names}
+        loaded = {n: types.ModuleType(n) for n in names}
+        try:
+            for name, module in loaded.items():
+                module.__file__ = f"{name}.py"
+                sys.modules[name] = module
+            good = []
+            for name in names:
+                try:
+                    code = compile(submission.modules[name], f"{name}.py", "exec")
+                    exec(code, loaded[name].__dict__)
+                    good.append(loaded[name])
+                except Exception:
+                    continue  # as in the child: a broken module only hides its own functions
+            return good
+        finally:
+            for name, previous in saved.items():
+                if previous is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = previous
+
+    def run(
+        self,
+        submission: Submission,
+        *,
+        harness: str,
+        function: str,
+        cases: list[dict],
+        module_hint: str | None = None,
+        timeout_s: float | None = None,
+    ) -> RunOutcome:
+        """Run ``harness`` on every case in this process (no limits, no isolation)."""
+        from grader.harness import HARNESSES, MissingFunction
+        from grader.sandbox import CaseOutcome, RunOutcome
+
+        started = time.perf_counter()
+        modules = self._load(submission, module_hint)
+
+        def get(name: str) -> Any:
+            for module in modules:
+                if name in module.__dict__:
+                    return module.__dict__[name]
+            raise MissingFunction(f"no function named {name!r} in your submission")
+
+        outcomes = []
+        for case in cases:
+            try:
+                outputs = HARNESSES[harness](get, function, copy.deepcopy(case))
+                outcomes.append(CaseOutcome(status="ok", outputs=outputs, message=""))
+            except NotImplementedError as exc:
+                outcomes.append(
+                    CaseOutcome(
+                        status="not_implemented",
+                        outputs=None,
+                        message=f"NotImplementedError: {exc}",
+                    )
+                )
+            except Exception as exc:
+                outcomes.append(
+                    CaseOutcome(
+                        status="error", outputs=None, message=f"{type(exc).__name__}: {exc}"
+                    )
+                )
+        return RunOutcome(cases=tuple(outcomes), output="", wall_s=time.perf_counter() - started)
