@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from grader import __version__
+from grader.commands.batch import batch
 from grader.commands.list_ import list_exercises
 
 
@@ -21,3 +22,4 @@ def main() -> None:
 
 
 main.add_command(list_exercises)
+main.add_command(batch)

@@ -1,0 +1,930 @@
+"""Grading a class: find every student's submission, grade each in isolation, keep a gradebook.
+
+The pipeline, one small step each:
+
+1. :func:`discover` turns a submissions folder into :class:`Entry` records (one per student and
+   assignment): folders, ``.zip`` files, ``.py`` files, notebooks, and nbgrader's
+   ``submitted/<student>/<assignment>/`` layout. The student id is the entry's name.
+2. :func:`content_hash` fingerprints an entry's files, so ``--resume`` can tell an already
+   graded submission from a changed resubmission.
+3. :func:`run_batch` grades the entries in worker processes (``jobs`` of them, each with its
+   own sandbox), writes each result to the :class:`~grader.gradebook.Gradebook` in one
+   transaction as soon as it is finished, retries a grader failure once and records it as
+   ``grader_error`` (never a score), and writes a feedback file per student.
+4. The command (``grader/commands/batch.py``) then writes the CSV and the PNG report.
+
+Student code never runs in this process or in the workers: the engine runs it in sandboxed
+children. A worker only prepares cases, compares outputs and reports back; a worker that dies
+or hangs (a grader fault) is killed and replaced, and its submission retried once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import multiprocessing
+import os
+import re
+import signal
+import stat
+import tempfile
+import time
+import traceback
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Literal
+
+from grader import seeds
+from grader.errors import ConfigError, GraderFailure, SubmissionError
+from grader.gradebook import GRADER_ERROR, UNREADABLE, Gradebook, GradedSubmission, write_atomic
+from grader.results import Result, Status, SubmissionResult
+
+# -- limits for .zip submissions (a zip bomb or a path traversal must not hurt the batch) ---
+
+#: Most members a submission zip may hold.
+ZIP_MAX_MEMBERS = 500
+#: Most bytes one extracted member may have.
+ZIP_MAX_MEMBER_BYTES = 16 * 1024 * 1024
+#: Most bytes a whole extracted submission may have.
+ZIP_MAX_TOTAL_BYTES = 64 * 1024 * 1024
+#: Files taken out of a zip; everything else (data, caches, binaries) is left in it.
+GRADABLE_SUFFIXES = (".py", ".ipynb")
+
+_IGNORED_NAMES = {"__MACOSX", "__pycache__", "Thumbs.db", "desktop.ini"}
+_STUDENT_ID = re.compile(r"[^A-Za-z0-9._@+-]")
+
+EntryKind = Literal["folder", "file", "notebook", "zip"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One student's submission of one assignment, as found on disk.
+
+    Attributes:
+        student: student id, the entry's name (``alice`` for ``alice/``, ``alice.zip``,
+            ``alice.py``, ``alice.ipynb`` or nbgrader's ``submitted/alice/<assignment>/``).
+        assignment: assignment name (nbgrader's folder name, else the batch's assignment).
+        path: the folder, file or zip to grade.
+        kind: ``folder``, ``file`` (.py), ``notebook`` (.ipynb) or ``zip``.
+    """
+
+    student: str
+    assignment: str
+    path: Path
+    kind: EntryKind
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover` found.
+
+    Attributes:
+        entries: gradable entries, sorted by (assignment, student).
+        skipped: ``(path, reason)`` for everything that was not taken (shown as warnings).
+        nbgrader: True when the folder had nbgrader's ``submitted/`` layout.
+    """
+
+    entries: tuple[Entry, ...]
+    skipped: tuple[tuple[Path, str], ...] = ()
+    nbgrader: bool = False
+
+
+def _ignored(p: Path) -> bool:
+    return p.name.startswith(".") or p.name in _IGNORED_NAMES or p.name.startswith("~$")
+
+
+def _kind_of(p: Path) -> EntryKind | None:
+    if p.is_dir():
+        return "folder"
+    suffix = p.suffix.lower()
+    return {".py": "file", ".ipynb": "notebook", ".zip": "zip"}.get(suffix)  # type: ignore[return-value]
+
+
+def _student_id(name: str) -> str:
+    return name.strip()
+
+
+def discover(
+    root: str | Path,
+    *,
+    assignment: str = seeds.DEFAULT_ASSIGNMENT,
+    only_assignment: str | None = None,
+) -> Discovery:
+    """Find one submission per student in ``root``.
+
+    Layouts understood:
+
+    * a folder with one entry per student: ``alice/`` (a folder of ``.py`` files or
+      notebooks), ``bob.zip``, ``carol.py``, ``dave.ipynb``;
+    * nbgrader: ``root/submitted/<student>/<assignment>/`` or ``root`` being ``submitted/``
+      itself; every assignment found is graded unless ``only_assignment`` names one.
+
+    Args:
+        root: the submissions folder.
+        assignment: assignment name given to entries of the flat layout.
+        only_assignment: nbgrader layout: grade only this assignment.
+
+    Returns:
+        The entries found and what was skipped.
+
+    Raises:
+        SubmissionError: ``root`` is missing or not a folder, holds no submission, or holds
+            two entries for the same student.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise SubmissionError(
+            f"no such folder {str(root)!r}: pass the folder holding one folder, .zip, .py or "
+            ".ipynb per student (or nbgrader's course folder with submitted/)"
+        )
+    if not root.is_dir():
+        raise SubmissionError(
+            f"{str(root)!r} is a file: `cnnlab batch` takes a folder of submissions; "
+            f"to grade one submission run `cnnlab grade {root}`"
+        )
+    nb_root = None
+    if root.name == "submitted":
+        nb_root = root
+    elif (root / "submitted").is_dir():
+        nb_root = root / "submitted"
+    if nb_root is not None:
+        return _discover_nbgrader(nb_root, only_assignment)
+
+    entries: list[Entry] = []
+    skipped: list[tuple[Path, str]] = []
+    seen: dict[str, Path] = {}
+    for p in sorted(root.iterdir()):
+        if _ignored(p):
+            continue
+        kind = _kind_of(p)
+        if kind is None:
+            skipped.append((p, "not a folder, .zip, .py or .ipynb"))
+            continue
+        student = _student_id(p.stem if kind != "folder" else p.name)
+        if student in seen:
+            raise SubmissionError(
+                f"two submissions for student {student!r}: {seen[student].name} and {p.name}; "
+                "keep one of them (or move the other out of the folder) and run again"
+            )
+        seen[student] = p
+        entries.append(Entry(student, assignment, p, kind))
+    if not entries:
+        raise SubmissionError(
+            f"no submissions in {str(root)!r}: expected one folder, .zip, .py or .ipynb per "
+            "student, or nbgrader's submitted/<student>/<assignment>/ layout"
+        )
+    return Discovery(tuple(entries), tuple(skipped))
+
+
+def _discover_nbgrader(submitted: Path, only_assignment: str | None) -> Discovery:
+    entries: list[Entry] = []
+    skipped: list[tuple[Path, str]] = []
+    found_assignments: set[str] = set()
+    for student_dir in sorted(submitted.iterdir()):
+        if _ignored(student_dir):
+            continue
+        if not student_dir.is_dir():
+            skipped.append((student_dir, "nbgrader layout: expected a folder per student"))
+            continue
+        for assignment_dir in sorted(student_dir.iterdir()):
+            if _ignored(assignment_dir) or not assignment_dir.is_dir():
+                continue
+            found_assignments.add(assignment_dir.name)
+            if only_assignment is not None and assignment_dir.name != only_assignment:
+                continue
+            entries.append(
+                Entry(_student_id(student_dir.name), assignment_dir.name, assignment_dir, "folder")
+            )
+    if not entries:
+        if only_assignment is not None and found_assignments:
+            raise SubmissionError(
+                f"no submission of assignment {only_assignment!r} in {str(submitted)!r}; "
+                f"assignments found: {', '.join(sorted(found_assignments))}"
+            )
+        raise SubmissionError(
+            f"no submissions in {str(submitted)!r}: nbgrader's layout is "
+            "submitted/<student>/<assignment>/ with the notebooks inside"
+        )
+    entries.sort(key=lambda e: (e.assignment, e.student))
+    return Discovery(tuple(entries), tuple(skipped), nbgrader=True)
+
+
+# -- content hash --------------------------------------------------------------------------
+
+
+def _gradable_files(folder: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(Path(d)))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not _ignored(p) and p.suffix.lower() in GRADABLE_SUFFIXES:
+                out.append(p)
+    return out
+
+
+def content_hash(entry: Entry) -> str:
+    """SHA-256 of what is graded: a folder's ``.py``/``.ipynb`` files (relative path and
+    bytes; nbgrader's ``timestamp.txt`` and caches do not count), or the file's bytes.
+
+    Raises:
+        SubmissionError: the entry cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        if entry.path.is_dir():
+            for p in _gradable_files(entry.path):
+                rel = p.relative_to(entry.path).as_posix().encode()
+                h.update(len(rel).to_bytes(4, "big") + rel)
+                data = p.read_bytes()
+                h.update(len(data).to_bytes(8, "big") + data)
+        else:
+            with entry.path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    except OSError as exc:
+        raise SubmissionError(f"cannot read {str(entry.path)!r}: {exc.strerror}") from exc
+    return h.hexdigest()
+
+
+# -- safe zip extraction -------------------------------------------------------------------
+
+
+def extract_zip(
+    archive: Path,
+    dest: Path,
+    *,
+    max_members: int = ZIP_MAX_MEMBERS,
+    max_member_bytes: int = ZIP_MAX_MEMBER_BYTES,
+    max_total_bytes: int = ZIP_MAX_TOTAL_BYTES,
+) -> Path:
+    """Extract the ``.py`` and ``.ipynb`` files of ``archive`` into ``dest``, safely.
+
+    Refused (with :class:`SubmissionError`): absolute paths or ``..`` (path traversal),
+    symbolic links, encrypted members, more than ``max_members`` members, a member larger
+    than ``max_member_bytes`` or a total above ``max_total_bytes``. Sizes are enforced
+    while streaming, not trusted from the zip's headers (a zip bomb lies about them).
+
+    Returns:
+        ``dest``.
+    """
+    name = archive.name
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SubmissionError(
+            f"{name} is not a readable zip file ({exc}); ask the student to zip their folder again"
+        ) from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > max_members:
+            raise SubmissionError(
+                f"{name} holds {len(infos)} files (more than {max_members}); a submission "
+                "needs only its .py files or notebook"
+            )
+        total = 0
+        dest.mkdir(parents=True, exist_ok=True)
+        for info in infos:
+            member = info.filename.replace("\\", "/")
+            parts = [p for p in member.split("/") if p not in ("", ".")]
+            if (
+                member.startswith("/")
+                or re.match(r"^[A-Za-z]:", member)
+                or any(p == ".." for p in parts)
+            ):
+                raise SubmissionError(
+                    f"{name} contains the unsafe path {info.filename!r} (outside the "
+                    "submission); it was not extracted"
+                )
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise SubmissionError(
+                    f"{name} contains a symbolic link ({info.filename!r}); links are not "
+                    "accepted, zip the files themselves"
+                )
+            if info.flag_bits & 0x1:
+                raise SubmissionError(f"{name} is encrypted; submit an unencrypted zip")
+            if info.is_dir() or not parts:
+                continue
+            if any(_ignored(Path(p)) for p in parts) or not parts[-1].lower().endswith(
+                GRADABLE_SUFFIXES
+            ):
+                continue
+            if info.file_size > max_member_bytes:
+                raise SubmissionError(
+                    f"{name}: {info.filename} is {info.file_size} bytes (limit "
+                    f"{max_member_bytes}); a submission needs only source code"
+                )
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            try:
+                with zf.open(info) as src, target.open("wb") as out:
+                    while chunk := src.read(1 << 16):
+                        written += len(chunk)
+                        total += len(chunk)
+                        if written > max_member_bytes or total > max_total_bytes:
+                            raise SubmissionError(
+                                f"{name} expands to more than "
+                                f"{min(max_member_bytes, max_total_bytes)} bytes (a zip bomb?); "
+                                "it was not graded"
+                            )
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+                raise SubmissionError(f"{name} is damaged ({exc}); ask for a new zip") from exc
+    return dest
+
+
+# -- what to grade inside an entry ---------------------------------------------------------
+
+
+def resolve_gradable(folder: Path, *, depth: int = 3) -> tuple[Path, list[Path]]:
+    """Find what to grade in a student's folder.
+
+    Returns:
+        ``(path, notebooks)``: ``path`` is the folder if it holds ``.py`` files, the notebook
+        if it holds exactly one; with several notebooks and no ``.py`` file, ``path`` is the
+        folder and ``notebooks`` lists them (they are combined into one submission). A folder
+        holding only one sub-folder (a zip of a folder) is descended into.
+
+    Raises:
+        SubmissionError: no ``.py`` or ``.ipynb`` file was found.
+    """
+    children = [c for c in folder.iterdir() if not _ignored(c)] if folder.is_dir() else []
+    py = [c for c in children if c.is_file() and c.suffix.lower() == ".py"]
+    nbs = sorted(c for c in children if c.is_file() and c.suffix.lower() == ".ipynb")
+    if py:
+        return folder, []
+    if len(nbs) == 1:
+        return nbs[0], []
+    if nbs:
+        return folder, nbs
+    dirs = [c for c in children if c.is_dir()]
+    if len(dirs) == 1 and depth > 0:
+        return resolve_gradable(dirs[0], depth=depth - 1)
+    raise SubmissionError(
+        f"no .py file or notebook in {folder.name!r}: a submission is a folder of .py files, "
+        "a .py file or an .ipynb notebook"
+    )
+
+
+def _combine_notebooks(notebooks: list[Path], dest: Path) -> Path:
+    """Write each notebook's code as ``<stem>.py`` in ``dest`` (one module per notebook)."""
+    from grader.submission import load_submission
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for nb in notebooks:
+        sub = load_submission(nb)
+        source = "\n\n".join(sub.modules.values())
+        stem = re.sub(r"\W", "_", nb.stem) or "notebook"
+        if stem[0].isdigit():
+            stem = f"nb_{stem}"
+        (dest / f"{stem}.py").write_text(source, encoding="utf-8")
+    return dest
+
+
+# -- grading one entry (runs in a worker) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """One grading job sent to a worker.
+
+    Attributes:
+        entry: the submission.
+        seed: the seed its cases are drawn from.
+        exercises: exercise names to grade (``None``: all).
+        grade_fn: ``"module:function"`` of the grading function (the engine's by default;
+            tests substitute their own).
+    """
+
+    entry: Entry
+    seed: int
+    exercises: tuple[str, ...] | None
+    grade_fn: str = "grader.batch:grade_entry"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker reports for one task.
+
+    Attributes:
+        kind: ``graded`` (a result), ``unreadable`` (the submission could not be read: the
+            student's fault, scored 0) or ``grader_failure`` (our fault: retry, never a score).
+        result: the grading result as ``SubmissionResult.to_dict()`` (``graded``).
+        message: the reason (``unreadable``, ``grader_failure``).
+        wall_s: seconds spent.
+    """
+
+    kind: Literal["graded", "unreadable", "grader_failure"]
+    result: dict[str, Any] | None
+    message: str
+    wall_s: float
+
+
+_SANDBOX: Any = None
+
+
+def _sandbox() -> Any:
+    """This worker's sandbox (one per worker process, started on first use)."""
+    global _SANDBOX
+    if _SANDBOX is None:
+        from grader.sandbox import Sandbox
+
+        _SANDBOX = Sandbox()
+    return _SANDBOX
+
+
+def _close_sandbox() -> None:
+    global _SANDBOX
+    if _SANDBOX is not None:
+        try:
+            _SANDBOX.close()
+        finally:
+            _SANDBOX = None
+
+
+def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -> SubmissionResult:
+    """Grade one entry with the engine in this process's sandbox (zip: extracted to a
+    temporary folder first, removed afterwards).
+
+    Raises:
+        SubmissionError: the submission cannot be read (bad zip, no code, bad notebook).
+        GraderFailure: the grader failed.
+    """
+    from grader import engine
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-batch-") as tmp:
+        tmp_path = Path(tmp)
+        folder = entry.path
+        if entry.kind == "zip":
+            folder = extract_zip(entry.path, tmp_path / "unzipped")
+        if entry.kind in ("file", "notebook"):
+            target = entry.path
+        else:
+            target, notebooks = resolve_gradable(folder)
+            if notebooks:
+                target = _combine_notebooks(notebooks, tmp_path / "notebooks")
+        result = engine.grade(
+            target,
+            seed=seed,
+            exercises=list(exercises) if exercises else None,
+            student=entry.student,
+            sandbox=_sandbox(),
+        )
+    return SubmissionResult(
+        seed=result.seed,
+        exercises=result.exercises,
+        source=str(entry.path),
+        student=entry.student,
+        extra=result.extra,
+    )
+
+
+def _resolve_fn(dotted: str) -> Callable[..., SubmissionResult]:
+    module, _, name = dotted.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_task(task: Task) -> Outcome:
+    """Grade one task, turning every failure into an :class:`Outcome` (never raises)."""
+    start = time.perf_counter()
+    try:
+        fn = _resolve_fn(task.grade_fn)
+        result = fn(task.entry, seed=task.seed, exercises=task.exercises)
+    except SubmissionError as exc:
+        return Outcome("unreadable", None, str(exc), time.perf_counter() - start)
+    except GraderFailure as exc:
+        return Outcome("grader_failure", None, str(exc), time.perf_counter() - start)
+    except Exception as exc:  # a bug of the grader, not the student's doing
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return Outcome("grader_failure", None, f"internal error: {tb}", time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    if result.has_grader_error:
+        bad = [r.name for r in result.exercises if r.status is Status.GRADER_ERROR]
+        msg = "grader error in " + ", ".join(bad)
+        return Outcome("grader_failure", result.to_dict(), msg, wall)
+    return Outcome("graded", result.to_dict(), "", wall)
+
+
+def _worker_main(conn: Connection) -> None:
+    """A worker process: grade tasks from ``conn`` until it sends ``None``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    with contextlib.suppress(OSError):
+        os.setsid()  # own process group: the parent can kill us and whatever we started
+    try:
+        while True:
+            try:
+                task = conn.recv()
+            except EOFError:
+                return
+            if task is None:
+                return
+            conn.send(run_task(task))
+    finally:
+        _close_sandbox()
+
+
+# -- the batch -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeedPolicy:
+    """How each student's seed is chosen: one ``fixed`` seed for everyone, or derived from
+    the course ``secret``, the assignment and the student id (``grader.seeds.derive_seed``)."""
+
+    fixed: int | None = None
+    secret: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if (self.fixed is None) == (self.secret is None):
+            raise ConfigError(
+                "give either a course secret (per-student seeds) or --seed N (one seed for "
+                "everyone), not both and not neither"
+            )
+
+    def seed_for(self, student: str, assignment: str) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        assert self.secret is not None
+        return seeds.derive_seed(self.secret, student, assignment)
+
+    def fingerprint(self) -> str:
+        """Identifies the policy without revealing the secret."""
+        if self.fixed is not None:
+            return f"fixed:{self.fixed}"
+        assert self.secret is not None
+        return "secret:" + hashlib.sha256(b"cnnlab-seed-policy\0" + self.secret).hexdigest()[:16]
+
+
+def config_hash(policy: SeedPolicy, exercises: Iterable[str] | None) -> str:
+    """Hash of the grading configuration (seed policy, exercise selection)."""
+    doc = {"seeds": policy.fingerprint(), "exercises": sorted(exercises) if exercises else None}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class BatchSummary:
+    """Counts of one batch run (what the command prints and turns into an exit status).
+
+    Attributes:
+        total: entries found.
+        skipped_resume: entries skipped because they were already graded (``--resume``).
+        graded: entries graded in this run without a grader error.
+        unreadable: entries whose submission could not be read (scored 0).
+        grader_errors: entries left as ``grader_error`` after the retry.
+        retried: entries that were retried after a grader failure.
+        interrupted: the run was stopped (Ctrl-C) before every entry was graded.
+        wall_s: seconds the run took.
+        rows: the gradebook rows written in this run.
+    """
+
+    total: int = 0
+    skipped_resume: int = 0
+    graded: int = 0
+    unreadable: int = 0
+    grader_errors: int = 0
+    retried: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+    rows: list[GradedSubmission] = field(default_factory=list)
+
+
+#: Called after each entry is written: ``(row, done, total)``.
+ProgressFn = Callable[[GradedSubmission, int, int], None]
+
+
+def _blank_result(
+    entry: Entry, seed: int, specs: list[Any], status: Status, message: str
+) -> SubmissionResult:
+    """A result with every exercise at ``status`` (unreadable: error, scored 0; grader
+    failure: grader_error, never a score)."""
+    return SubmissionResult(
+        seed=seed,
+        exercises=tuple(
+            Result(
+                name=s.name,
+                score=0.0,
+                max_score=float(s.points),
+                status=status,
+                feedback=message,
+            )
+            for s in specs
+        ),
+        source=str(entry.path),
+        student=entry.student,
+    )
+
+
+class _Worker:
+    """A worker process and the task it is running."""
+
+    def __init__(self, ctx: Any) -> None:
+        parent, child = ctx.Pipe()
+        self.conn: Connection = parent
+        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.task: Task | None = None
+        self.attempt = 0
+        self.started = 0.0
+
+    def send(self, task: Task, attempt: int) -> None:
+        self.task, self.attempt, self.started = task, attempt, time.monotonic()
+        self.conn.send(task)
+
+    def kill(self) -> None:
+        pid = self.process.pid
+        if pid is not None and self.process.is_alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(None)
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.kill()
+        else:
+            self.conn.close()
+
+
+def run_batch(
+    entries: Iterable[Entry],
+    gradebook: Gradebook,
+    *,
+    policy: SeedPolicy,
+    exercises: list[str] | None = None,
+    jobs: int = 1,
+    resume: bool = False,
+    feedback_dir: Path | None = None,
+    submission_timeout_s: float | None = None,
+    grade_fn: str = "grader.batch:grade_entry",
+    in_process: bool = False,
+    on_progress: ProgressFn | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+) -> BatchSummary:
+    """Grade every entry and write each result to ``gradebook`` as soon as it is finished.
+
+    Args:
+        entries: what :func:`discover` found.
+        gradebook: where each result is written (one transaction per submission).
+        policy: how seeds are chosen.
+        exercises: exercise names to grade (``None``: every registered exercise).
+        jobs: worker processes grading in parallel, each with its own sandbox.
+        resume: skip entries already graded with the same content and configuration.
+        feedback_dir: write ``<student>.md`` feedback there as each result is written.
+        submission_timeout_s: a worker silent for longer than this on one submission is
+            killed and the submission counted as a grader failure (the sandbox limits each
+            exercise; this only catches a hung grader). Default: twice the sum of the
+            exercises' time limits plus a minute.
+        grade_fn: ``"module:function"`` grading one entry (tests substitute their own).
+        in_process: grade in this process, one at a time (tests and debugging; no watchdog).
+        on_progress: called after each written row with ``(row, done, total_to_grade)``.
+        on_start: called once with ``(to_grade, skipped)`` before grading starts.
+        stop_requested: polled between results; when it returns True no new submission is
+            started, running ones are abandoned and the summary is marked ``interrupted``.
+
+    Returns:
+        Counts and the rows written.
+    """
+    from grader import registry
+
+    start = time.perf_counter()
+    specs = registry.select(exercises)
+    names = tuple(s.name for s in specs) if exercises else None
+    cfg = config_hash(policy, names)
+    entries = list(entries)
+    summary = BatchSummary(total=len(entries))
+
+    queue: list[tuple[Task, str, int]] = []  # (task, content hash, attempt)
+    done_rows: dict[tuple[str, str], GradedSubmission] = {}
+    for entry in entries:
+        seed = policy.seed_for(entry.student, entry.assignment)
+        try:
+            digest = content_hash(entry)
+        except SubmissionError as exc:
+            row = gradebook.record(
+                _blank_result(entry, seed, specs, Status.ERROR, str(exc)),
+                assignment=entry.assignment,
+                content_hash="unreadable",
+                config_hash=cfg,
+                status=UNREADABLE,
+                message=str(exc),
+            )
+            summary.unreadable += 1
+            summary.rows.append(row)
+            continue
+        if resume and gradebook.is_done(entry.student, entry.assignment, digest, cfg):
+            summary.skipped_resume += 1
+            continue
+        queue.append((Task(entry, seed, names, grade_fn), digest, 1))
+
+    to_grade = len(queue) + summary.unreadable
+    done = summary.unreadable
+    if on_start is not None:
+        on_start(to_grade, summary.skipped_resume)
+    if submission_timeout_s is None:
+        submission_timeout_s = 2.0 * sum(s.timeout_s for s in specs) + 60.0
+
+    def finish(task: Task, digest: str, attempt: int, outcome: Outcome) -> None:
+        nonlocal done
+        entry = task.entry
+        if outcome.kind == "grader_failure" and attempt == 1:
+            summary.retried += 1
+            queue.append((task, digest, 2))
+            return
+        if outcome.kind == "graded":
+            assert outcome.result is not None
+            result = SubmissionResult.from_dict(outcome.result)
+            result = SubmissionResult(
+                seed=result.seed,
+                exercises=result.exercises,
+                source=str(entry.path),
+                student=entry.student,
+            )
+            status, message = None, ""
+            summary.graded += 1
+        elif outcome.kind == "unreadable":
+            result = _blank_result(entry, task.seed, specs, Status.ERROR, outcome.message)
+            status, message = UNREADABLE, outcome.message
+            summary.unreadable += 1
+        else:
+            if outcome.result is not None:
+                result = SubmissionResult.from_dict(outcome.result)
+                result = SubmissionResult(
+                    seed=result.seed,
+                    exercises=result.exercises,
+                    source=str(entry.path),
+                    student=entry.student,
+                )
+            else:
+                result = _blank_result(
+                    entry,
+                    task.seed,
+                    specs,
+                    Status.GRADER_ERROR,
+                    f"the grader failed (not your code): {outcome.message}",
+                )
+            status, message = GRADER_ERROR, f"{outcome.message} (after {attempt} attempts)"
+            summary.grader_errors += 1
+        row = gradebook.record(
+            result,
+            assignment=entry.assignment,
+            content_hash=digest,
+            config_hash=cfg,
+            attempts=attempt,
+            wall_s=outcome.wall_s,
+            status=status,
+            message=message,
+        )
+        summary.rows.append(row)
+        done_rows[(entry.student, entry.assignment)] = row
+        if feedback_dir is not None:
+            write_feedback(feedback_dir, row)
+        done += 1
+        if on_progress is not None:
+            on_progress(row, done, to_grade)
+
+    def stopping() -> bool:
+        return stop_requested is not None and stop_requested()
+
+    if in_process:
+        while queue and not stopping():
+            task, digest, attempt = queue.pop(0)
+            finish(task, digest, attempt, run_task(task))
+        summary.interrupted = bool(queue)
+        _close_sandbox()
+        summary.wall_s = time.perf_counter() - start
+        return summary
+
+    ctx = multiprocessing.get_context("spawn")
+    workers: list[_Worker] = []
+    pending: dict[int, tuple[Task, str, int]] = {}  # id(worker) -> job
+    try:
+        n_workers = max(1, min(jobs, len(queue)))
+        workers = [_Worker(ctx) for _ in range(n_workers)] if queue else []
+        while (queue or pending) and not stopping():
+            for w in workers:
+                if id(w) not in pending and queue:
+                    job = queue.pop(0)
+                    try:
+                        w.send(job[0], job[2])
+                    except (BrokenPipeError, OSError):
+                        queue.insert(0, job)
+                        continue
+                    pending[id(w)] = job
+            ready = wait([w.conn for w in workers if id(w) in pending], timeout=0.5)
+            for i, w in enumerate(list(workers)):
+                job = pending.get(id(w))
+                if job is None:
+                    continue
+                outcome: Outcome | None = None
+                replace = False
+                if w.conn in ready:
+                    try:
+                        outcome = w.conn.recv()
+                    except (EOFError, OSError):
+                        outcome = Outcome(
+                            "grader_failure",
+                            None,
+                            f"the grading worker died (exit code {w.process.exitcode})",
+                            time.monotonic() - w.started,
+                        )
+                        replace = True
+                elif not w.process.is_alive():
+                    outcome = Outcome(
+                        "grader_failure",
+                        None,
+                        f"the grading worker died (exit code {w.process.exitcode})",
+                        time.monotonic() - w.started,
+                    )
+                    replace = True
+                elif time.monotonic() - w.started > submission_timeout_s:
+                    outcome = Outcome(
+                        "grader_failure",
+                        None,
+                        f"grading took longer than {submission_timeout_s:.0f} s and was stopped",
+                        time.monotonic() - w.started,
+                    )
+                    replace = True
+                if outcome is None:
+                    continue
+                del pending[id(w)]
+                finish(job[0], job[1], job[2], outcome)
+                if replace:
+                    w.kill()
+                    workers[i] = _Worker(ctx) if queue else None  # type: ignore[call-overload]
+            workers = [w for w in workers if w is not None]
+            if queue and not workers:
+                workers.append(_Worker(ctx))
+        summary.interrupted = bool(queue or pending)
+    finally:
+        for w in workers:
+            if id(w) in pending:
+                w.kill()
+            else:
+                w.stop()
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+# -- per-student feedback ------------------------------------------------------------------
+
+
+def safe_filename(student: str) -> str:
+    """A file name for a student id (anything but ``[A-Za-z0-9._@+-]`` becomes ``_``)."""
+    name = _STUDENT_ID.sub("_", student).lstrip(".") or "student"
+    return name[:120]
+
+
+def feedback_markdown(row: GradedSubmission) -> str:
+    """One student's feedback as Markdown: total, a table of exercises, then each
+    exercise's feedback and the output the code printed."""
+    total = "not available (grader error)" if row.score is None else f"{row.score:g}"
+    lines = [
+        f"# Feedback for {row.student} — {row.assignment}",
+        "",
+        f"**Score: {total} / {row.max_score:g}**  ",
+        f"Graded {row.graded_at} with seed {row.seed}.",
+        "",
+    ]
+    if row.status == GRADER_ERROR:
+        lines += [
+            "> The grader itself failed on part of this submission. This is not your fault and",
+            "> it is not counted as a score: your instructor will regrade it.",
+            "",
+        ]
+    elif row.status == UNREADABLE:
+        lines += [f"> Your submission could not be read: {row.message}", ""]
+    lines += ["| exercise | status | score |", "|---|---|---|"]
+    for r in row.results:
+        score = "—" if r.status is Status.GRADER_ERROR else f"{r.score:g} / {r.max_score:g}"
+        lines.append(f"| {r.name} | {r.status.value} | {score} |")
+    lines.append("")
+    for r in row.results:
+        if r.status is Status.PASSED and not r.output:
+            continue
+        lines += [f"## {r.name} — {r.status.value}", "", r.feedback or "(no feedback)", ""]
+        if r.output:
+            text = r.output if len(r.output) <= 2000 else r.output[:2000] + "\n… (cut)"
+            lines += ["Your code printed:", "", "```text", text, "```", ""]
+    return "\n".join(lines)
+
+
+def feedback_path(feedback_dir: Path, row: GradedSubmission) -> Path:
+    return feedback_dir / safe_filename(row.assignment) / f"{safe_filename(row.student)}.md"
+
+
+def write_feedback(feedback_dir: Path, row: GradedSubmission) -> Path:
+    """Write ``feedback_dir/<assignment>/<student>.md`` atomically."""
+    return write_atomic(feedback_path(feedback_dir, row), feedback_markdown(row))

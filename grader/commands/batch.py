@@ -1,0 +1,295 @@
+"""`cnnlab batch`: grade a whole class into a SQLite gradebook, a CSV, feedback files and a
+PNG report. The work is done by :mod:`grader.batch`; this is the command-line shell."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from grader import seeds
+from grader.commands._common import EXIT_GRADER, translate_errors
+from grader.errors import ConfigError
+
+EXIT_INTERRUPTED = 130
+
+
+@click.command("batch")
+@click.argument("submissions", type=click.Path(path_type=Path))
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Submissions graded in parallel (worker processes, each with its own sandbox).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("gradebook"),
+    show_default=True,
+    help="Folder for gradebook.sqlite, grades.csv, report.png and feedback/.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip students already graded with the same files and settings (a changed "
+    "resubmission, and any grader error, is graded again).",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path),
+    help="File holding the course secret; each student's seed is derived from it and the "
+    "student id. Default: $CNNLAB_COURSE_SECRET_FILE or $CNNLAB_COURSE_SECRET.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 2),
+    help="Grade everyone with this one seed instead of per-student seeds (no secret needed).",
+)
+@click.option(
+    "-e",
+    "--exercise",
+    "exercises",
+    multiple=True,
+    metavar="NAME",
+    help="Grade only this exercise (repeatable). Default: all.",
+)
+@click.option(
+    "--assignment",
+    default=None,
+    help="Assignment name. nbgrader layout: grade only this assignment (default: every one "
+    "found). Flat layout: the name stored in the gradebook and used in the seed "
+    f"(default {seeds.DEFAULT_ASSIGNMENT!r}).",
+)
+@click.option(
+    "--submission-timeout",
+    type=click.FloatRange(1.0),
+    default=None,
+    help="Seconds after which a grading worker stuck on one submission is killed (a grader "
+    "fault, recorded as grader_error). Default: twice the exercises' time limits + 60 s.",
+)
+@translate_errors
+def batch(
+    submissions: Path,
+    jobs: int,
+    out_dir: Path,
+    resume: bool,
+    secret_file: Path | None,
+    seed: int | None,
+    exercises: tuple[str, ...],
+    assignment: str | None,
+    submission_timeout: float | None,
+) -> None:
+    """Grade a class: one submission per student in SUBMISSIONS.
+
+    SUBMISSIONS holds one folder, .zip, .py or .ipynb per student (the name is the student
+    id), or is an nbgrader course folder with submitted/<student>/<assignment>/. Each student
+    is graded with a seed derived from the course secret and their id, so nobody can shop
+    for easy numbers; --seed N grades everyone with one seed instead.
+
+    Each result is written to OUT/gradebook.sqlite as soon as it is graded (Ctrl-C keeps
+    every finished grade; --resume continues). At the end OUT/grades.csv (one row per
+    student), OUT/report.png (score distributions and the most common mistakes) and
+    OUT/feedback/<assignment>/<student>.md are written.
+
+    Exit status: 0 the batch completed (even if students failed), 2 bad input, 3 a grader
+    error remains (those students have no score: rerun with --resume), 130 interrupted.
+
+    \b
+    Example:
+      export CNNLAB_COURSE_SECRET_FILE=~/course/secret.txt
+      cnnlab batch submissions/ --jobs 2 --out gradebook/
+      cnnlab batch submissions/ --out gradebook/ --resume
+      cnnlab batch nbgrader-course/ --assignment cnn --seed 7 -e maxpool2d_backward
+    """
+    from grader import batch as batchlib
+    from grader import registry, report
+    from grader.gradebook import Gradebook, to_csv, write_atomic
+
+    if seed is not None and secret_file is not None:
+        raise ConfigError("give --seed N (one seed for everyone) or --secret-file, not both")
+    if seed is not None:
+        policy = batchlib.SeedPolicy(fixed=seed)
+    else:
+        try:
+            policy = batchlib.SeedPolicy(secret=seeds.load_secret(secret_file))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"{exc}; or pass --seed N to grade everyone with one seed "
+                "(then students could share answers to the same numbers)"
+            ) from None
+    specs = registry.select(list(exercises))  # unknown names fail here, before any work
+    if not specs:
+        raise ConfigError("no exercises are registered: run `cnnlab list` to check the install")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r} is a file; pass a folder")
+
+    found = batchlib.discover(
+        submissions,
+        assignment=assignment or seeds.DEFAULT_ASSIGNMENT,
+        only_assignment=assignment,
+    )
+    for path, reason in found.skipped:
+        click.echo(f"skipped {path.name}: {reason}", err=True)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stop = _StopFlag()
+    with Gradebook(out_dir / "gradebook.sqlite") as book, _Progress() as progress, stop:
+        summary = batchlib.run_batch(
+            found.entries,
+            book,
+            policy=policy,
+            exercises=list(exercises) or None,
+            jobs=jobs,
+            resume=resume,
+            feedback_dir=out_dir / "feedback",
+            submission_timeout_s=submission_timeout,
+            on_start=progress.start,
+            on_progress=progress.advance,
+            stop_requested=stop.is_set,
+        )
+        assignments = sorted({e.assignment for e in found.entries})
+        rows = [r for a in assignments for r in book.submissions(a)]
+        names = [s.name for s in specs]
+        csv_path = write_atomic(out_dir / "grades.csv", to_csv(rows, names))
+        png_path = None
+        if rows:
+            png_path = report.write_report(
+                out_dir / "report.png",
+                rows,
+                exercises=specs,
+                title=f"{', '.join(assignments)}: {len(rows)} submissions",
+            )
+
+    n_flagged = sum(1 for r in rows if r.status == "grader_error")
+    graded = [r.score / r.max_score for r in rows if r.score is not None and r.max_score]
+    mean = f", mean {100 * sum(graded) / len(graded):.0f}%" if graded else ""
+    click.echo(
+        f"{summary.graded + summary.unreadable + summary.grader_errors} graded in "
+        f"{summary.wall_s:.1f} s ({summary.skipped_resume} skipped as already graded, "
+        f"{summary.unreadable} unreadable, {summary.retried} retried){mean}"
+    )
+    click.echo(f"gradebook: {out_dir / 'gradebook.sqlite'}")
+    click.echo(f"grades:    {csv_path}")
+    if png_path is not None:
+        click.echo(f"report:    {png_path}")
+    click.echo(f"feedback:  {out_dir / 'feedback'}")
+    if summary.interrupted:
+        click.echo(
+            "interrupted: every finished grade is saved; run the same command with --resume "
+            "to grade the rest",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    if n_flagged:
+        click.echo(
+            f"{n_flagged} submission(s) have a grader error and no score (flagged in "
+            "grades.csv); run again with --resume to retry them",
+            err=True,
+        )
+        sys.exit(EXIT_GRADER)
+
+
+class _StopFlag:
+    """First Ctrl-C: stop starting new submissions and save; second: stop at once."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._old: Any = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._set:
+            raise KeyboardInterrupt
+        self._set = True
+        click.echo("\nstopping after saving what is finished (Ctrl-C again to quit now)", err=True)
+
+    def __enter__(self) -> _StopFlag:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread (e.g. a test runner): no handler
+            self._old = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class _Progress:
+    """A rich progress bar on a terminal (counts and time left); one line per submission
+    otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.bar: Any = None
+        self.task: Any = None
+        self.counts = {"passed all": 0, "some failed": 0, "unreadable": 0, "grader error": 0}
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, to_grade: int, skipped: int) -> None:
+        if skipped:
+            self.console.print(f"{skipped} already graded (--resume): skipped")
+        if not self.live:
+            self.console.print(f"grading {to_grade} submissions")
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("grading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=self.console,
+        )
+        self.task = self.bar.add_task("grading", total=to_grade, counts="")
+        self.bar.start()
+
+    def advance(self, row: Any, done: int, total: int) -> None:
+        if row.status == "grader_error":
+            key = "grader error"
+        elif row.status == "unreadable":
+            key = "unreadable"
+        elif all(r.status.value == "passed" for r in row.results):
+            key = "passed all"
+        else:
+            key = "some failed"
+        self.counts[key] += 1
+        counts = " · ".join(f"{k} {v}" for k, v in self.counts.items() if v)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, counts=counts)
+        else:
+            score = "—" if row.score is None else f"{row.score:g}"
+            self.console.print(
+                f"[{done:>{len(str(total))}}/{total}] {row.student}: {score}/{row.max_score:g} "
+                f"({key})",
+                highlight=False,
+                markup=False,
+            )
