@@ -1,0 +1,100 @@
+"""`cnnlab grade`: grade a submission and show a table; optionally write JSON/Gradescope/JUnit.
+
+A thin shell: :func:`grader.engine.grade` does the work and raises typed errors, which
+``translate_errors`` turns into messages and exit status 2 (3 for a grader failure).
+This module must not import ``cnnref`` or ``grader.exercises`` (it runs in student bundles).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from grader import render
+from grader.commands._common import EXIT_FAILED, EXIT_GRADER, EXIT_OK, translate_errors
+
+CASES_ENV = "CNNLAB_CASES_DIR"
+
+
+@click.command("grade")
+@click.argument("path", default="exercises/", required=False)
+@click.option(
+    "-e",
+    "--exercise",
+    "exercises",
+    multiple=True,
+    metavar="NAME",
+    help="Grade only this exercise (repeat for several); `cnnlab list` shows the names.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 2),
+    help="Seed of the random check cases; default: a fresh one, printed so you can repeat the run.",
+)
+@click.option("--json", "json_path", metavar="FILE", help="Also write the results as JSON.")
+@click.option(
+    "--gradescope", "gradescope_path", metavar="FILE", help="Also write Gradescope's results.json."
+)
+@click.option("--junit", "junit_path", metavar="FILE", help="Also write JUnit XML.")
+@click.option(
+    "--cases",
+    "cases_dir",
+    metavar="DIR",
+    envvar=CASES_ENV,
+    help="Grade against saved public check cases (a student bundle without the reference); "
+    f"default ${CASES_ENV}.",
+)
+@translate_errors
+def grade_command(
+    path: str,
+    exercises: tuple[str, ...],
+    seed: int | None,
+    json_path: str | None,
+    gradescope_path: str | None,
+    junit_path: str | None,
+    cases_dir: str | None,
+) -> None:
+    """Grade your code: run every exercise on random check cases and show what went wrong.
+
+    PATH is a folder of your modules (default: exercises/), one .py file, or a Jupyter
+    notebook (.ipynb). Your code runs in a separate, limited process. Exit status: 0 all
+    passed, 1 some did not, 2 bad invocation or unreadable input, 3 the grader failed.
+
+    \b
+    Example:
+      cnnlab grade                              # the exercises/ folder
+      cnnlab grade exercises/ -e maxpool2d_backward
+      cnnlab grade my_solutions.ipynb --seed 7 --json out/results.json
+    """
+    from grader import engine
+
+    reports = {
+        "--json": json_path,
+        "--gradescope": gradescope_path,
+        "--junit": junit_path,
+    }
+    targets = {opt: render.check_report_path(p, opt) for opt, p in reports.items() if p}
+    result = engine.grade(
+        path,
+        seed=seed,
+        exercises=list(exercises) or None,
+        cases_dir=Path(cases_dir) if cases_dir else None,
+    )
+    texts = {
+        "--json": lambda: render.json_report(result),
+        "--gradescope": lambda: json.dumps(render.gradescope_results(result), indent=2) + "\n",
+        "--junit": lambda: render.junit_xml(result),
+    }
+    render.print_table(result, path=path)
+    for opt, target in targets.items():
+        render.write_report(target, texts[opt]())
+        click.echo(f"wrote {target}")
+    if result.has_grader_error:
+        code = EXIT_GRADER
+    elif result.all_passed:
+        code = EXIT_OK
+    else:
+        code = EXIT_FAILED
+    raise SystemExit(code)

@@ -1,0 +1,227 @@
+"""Renderers: a :class:`grader.results.SubmissionResult` as a terminal table, JSON,
+Gradescope's ``results.json`` and JUnit XML. Rendering never grades and never changes a result.
+
+``grader_error`` is shown as "grader error" with no score in the table; in Gradescope and JUnit
+it is a failed test / an ``<error>`` whose message says the grader failed, not the student.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from grader.errors import ConfigError
+from grader.results import Result, Status, SubmissionResult
+
+__all__ = [
+    "STATUS_STYLE",
+    "gradescope_results",
+    "json_report",
+    "junit_xml",
+    "print_table",
+    "table_text",
+    "write_report",
+]
+
+STATUS_STYLE = {
+    Status.PASSED: ("passed", "bold green"),
+    Status.FAILED: ("failed", "bold red"),
+    Status.NOT_IMPLEMENTED: ("not implemented", "yellow"),
+    Status.ERROR: ("error", "bold red"),
+    Status.TIMEOUT: ("timeout", "bold red"),
+    Status.MEMORY: ("memory", "bold red"),
+    Status.CRASHED: ("crashed", "bold red"),
+    Status.GRADER_ERROR: ("grader error", "bold magenta"),
+}
+
+
+def _points(x: float) -> str:
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _score_cell(r: Result) -> str:
+    if r.status is Status.GRADER_ERROR:
+        return f"— / {_points(r.max_score)}"
+    return f"{_points(r.score)} / {_points(r.max_score)}"
+
+
+def _table(result: SubmissionResult) -> Table:
+    table = Table(show_lines=False, expand=False)
+    table.add_column("exercise", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("feedback", overflow="fold")
+    for r in result.exercises:
+        word, style = STATUS_STYLE[r.status]
+        table.add_row(r.name, Text(word, style=style), _score_cell(r), r.feedback)
+    return table
+
+
+def summary_lines(result: SubmissionResult, *, path: str | None = None) -> list[str]:
+    """The total line and the line that says how to repeat the run."""
+    n = len(result.exercises)
+    passed = sum(r.passed for r in result.exercises)
+    errors = sum(r.status is Status.GRADER_ERROR for r in result.exercises)
+    total = (
+        f"Total: {_points(result.score)} / {_points(result.max_score)} points, "
+        f"{passed} of {n} exercises passed"
+    )
+    if errors:
+        total += f"; the grader failed on {errors} (not your code: report it)"
+    source = path if path is not None else result.source
+    repeat = f"Seed {result.seed}; repeat with: cnnlab grade {source} --seed {result.seed}"
+    return [total, repeat]
+
+
+def print_table(
+    result: SubmissionResult, *, console: Console | None = None, path: str | None = None
+) -> None:
+    """Print the table (exercise, status, score, feedback), the total and the seed."""
+    console = console or Console()
+    if not result.exercises:
+        console.print("No exercises were graded.")
+    else:
+        console.print(_table(result))
+    for line in summary_lines(result, path=path):
+        console.print(line, highlight=False, markup=False)
+
+
+def table_text(result: SubmissionResult, *, width: int = 120, path: str | None = None) -> str:
+    """:func:`print_table` as plain text (no colour), e.g. for logs and tests."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, force_terminal=False)
+    print_table(result, console=console, path=path)
+    return buffer.getvalue()
+
+
+def json_report(result: SubmissionResult) -> str:
+    """The ``--json`` document of DESIGN.md: score, max_score, seed, exercises[]."""
+    return json.dumps(result.to_dict(), indent=2) + "\n"
+
+
+def gradescope_results(result: SubmissionResult, *, visibility: str = "visible") -> dict[str, Any]:
+    """Gradescope's ``results.json``: ``score`` and ``tests[]`` (name, score, max_score,
+    status ``"passed"``/``"failed"``, output, visibility)."""
+    tests = []
+    for r in result.exercises:
+        output = r.feedback
+        if r.status is not Status.PASSED:
+            output = f"[{STATUS_STYLE[r.status][0]}] {output}"
+        if r.output:
+            output += f"\n\nYour code printed:\n{r.output}"
+        tests.append(
+            {
+                "name": r.name,
+                "score": 0.0 if r.status is Status.GRADER_ERROR else float(r.score),
+                "max_score": float(r.max_score),
+                "status": "passed" if r.passed else "failed",
+                "output": output,
+                "visibility": visibility,
+            }
+        )
+    lines = summary_lines(result)
+    return {
+        "score": float(sum(t["score"] for t in tests)),
+        "output": "\n".join(lines),
+        "visibility": visibility,
+        "tests": tests,
+        "execution_time": round(sum(r.wall_s for r in result.exercises), 3),
+    }
+
+
+def junit_xml(result: SubmissionResult) -> str:
+    """JUnit XML: one ``<testcase>`` per exercise; ``<failure>`` for wrong or unfilled
+    answers, ``<error>`` when the code did not run to the end or the grader failed."""
+    failures = sum(r.status in (Status.FAILED, Status.NOT_IMPLEMENTED) for r in result.exercises)
+    errors = sum(
+        not r.passed and r.status not in (Status.FAILED, Status.NOT_IMPLEMENTED)
+        for r in result.exercises
+    )
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": "cnnlab" + (f".{result.student}" if result.student else ""),
+            "tests": str(len(result.exercises)),
+            "failures": str(failures),
+            "errors": str(errors),
+            "skipped": "0",
+            "time": f"{sum(r.wall_s for r in result.exercises):.3f}",
+        },
+    )
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", {"name": "seed", "value": str(result.seed)})
+    ET.SubElement(props, "property", {"name": "score", "value": _points(result.score)})
+    ET.SubElement(props, "property", {"name": "max_score", "value": _points(result.max_score)})
+    for r in result.exercises:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {"classname": "cnnlab", "name": r.name, "time": f"{r.wall_s:.3f}"},
+        )
+        if not r.passed:
+            tag = "failure" if r.status in (Status.FAILED, Status.NOT_IMPLEMENTED) else "error"
+            element = ET.SubElement(case, tag, {"type": r.status.value, "message": r.feedback})
+            element.text = (
+                f"{r.status.value}: {r.feedback}\nscore {_points(r.score)} / {_points(r.max_score)}"
+            )
+        if r.output:
+            ET.SubElement(case, "system-out").text = r.output
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def check_report_path(path: str | os.PathLike[str], option: str) -> Path:
+    """Refuse, before grading, a report path that cannot be a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{option} {str(path)!r} is a folder: give a file name, e.g. {path / 'results.json'}"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    f"{option} {str(path)!r}: {str(parent)!r} is a file, not a folder"
+                )
+            break
+    return path
+
+
+def write_report(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically, creating missing parent folders; an existing
+    file is only replaced once the new one is complete."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {str(path)!r}: {exc.strerror}; choose another path"
+        ) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ConfigError(
+                f"cannot write {str(path)!r}: {exc.strerror}; choose another path"
+            ) from exc
+        raise
+    return path
