@@ -240,16 +240,20 @@ def grader_error(name: str, points: float, reason: str, *, wall_s: float = 0.0) 
     )
 
 
-def prepare_all(specs: Sequence[ExerciseSpec], seed: int) -> list[PreparedExercise | Result]:
+def prepare_all(
+    specs: Sequence[ExerciseSpec], seed: int, *, problem_seed: int | None = None
+) -> list[PreparedExercise | Result]:
     """:func:`prepare` each spec (retrying once); a spec that still fails becomes a
-    ``grader_error`` :class:`Result` in its place."""
+    ``grader_error`` :class:`Result` in its place. The numeric questions (tag ``"question"``)
+    draw their numbers from ``problem_seed`` (the problem set's seed) when it is given."""
     prepared: list[PreparedExercise | Result] = []
     for spec in specs:
+        use = problem_seed if problem_seed is not None and "question" in spec.tags else seed
         try:
-            prepared.append(prepare(spec, seed))
+            prepared.append(prepare(spec, use))
         except GraderFailure:
             try:
-                prepared.append(prepare(spec, seed))
+                prepared.append(prepare(spec, use))
             except GraderFailure as exc:
                 prepared.append(grader_error(spec.name, spec.points, str(exc)))
     return prepared
@@ -452,6 +456,7 @@ def grade(
     sandbox: Sandbox | None = None,
     cases_dir: Path | None = None,
     in_process: bool = False,
+    problem_seed: int | None = None,
 ) -> SubmissionResult:
     """Grade the submission at ``path`` (a folder of modules, a ``.py`` or an ``.ipynb``).
 
@@ -464,6 +469,8 @@ def grade(
         cases_dir: grade against saved public cases (:mod:`grader.public_cases`) instead of
             the reference; what a student bundle without ``cnnref`` does.
         in_process: UNSAFE, for the benchmark only (see :func:`grade_prepared`).
+        problem_seed: the seed of the student's problem set (the numbers of the numeric
+            questions); default: the seed in the submission's generated header, else ``seed``.
 
     Raises:
         SubmissionError: the path is missing or not a submission.
@@ -491,7 +498,11 @@ def grade(
 
         specs = registry.select(exercises)
         seed = fresh_seed() if seed is None else seed
-        prepared = prepare_all(specs, seed)
+        if problem_seed is None:
+            from grader.exercises.questions import problem_seed_of
+
+            problem_seed = problem_seed_of(submission, default=seed)
+        prepared = prepare_all(specs, seed, problem_seed=problem_seed)
     return grade_prepared(
         submission, prepared, seed=seed, sandbox=sandbox, student=student, in_process=in_process
     )
@@ -554,9 +565,13 @@ class InProcessRunner:
         timeout_s: float | None = None,
     ) -> RunOutcome:
         """Run ``harness`` on every case in this process (no limits, no isolation)."""
-        from grader.harness import HARNESSES, MissingFunction
+        from grader.harness import HARNESSES, MissingFunction, import_harness_modules
         from grader.sandbox import CaseOutcome, RunOutcome
 
+        if harness not in HARNESSES:
+            import_harness_modules()
+        if harness not in HARNESSES:
+            raise GraderFailure(f"no harness named {harness!r}")
         started = time.perf_counter()
         modules = self._load(submission, module_hint)
 

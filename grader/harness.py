@@ -73,6 +73,23 @@ def to_outputs(value: Any, names: tuple[str, ...] = ("out",)) -> dict[str, np.nd
     return {n: as_array(v, n) for n, v in zip(names, value, strict=True)}
 
 
+def import_harness_modules() -> list[str]:
+    """Import every ``grader/harness_*.py`` (each registers its harnesses); their names."""
+    import importlib
+    import pkgutil
+
+    import grader
+
+    names = sorted(
+        info.name
+        for info in pkgutil.iter_modules(grader.__path__)
+        if info.name.startswith("harness_")
+    )
+    for name in names:
+        importlib.import_module(f"grader.{name}")
+    return names
+
+
 @harness("call")
 def call(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Call ``function(**case)`` and return its value as ``{"out": array}``."""

@@ -93,7 +93,7 @@ def print_table(
     else:
         console.print(_table(result))
     for line in summary_lines(result, path=path):
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def table_text(result: SubmissionResult, *, width: int = 120, path: str | None = None) -> str:
