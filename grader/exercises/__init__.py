@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-TOPICS = ("shapes", "params", "layers", "pooling", "receptive")
+TOPICS = ("shapes", "params", "layers", "pooling", "receptive", "questions")
 
 for _topic in TOPICS:
     importlib.import_module(f"grader.exercises.{_topic}")
