@@ -1,0 +1,415 @@
+"""The sandboxed child: set itself up, load the student's code, run a harness on each case.
+
+The fork server (``grader._forkserver``) forks once per :meth:`grader.sandbox.Sandbox.run` and
+calls :func:`child_main` in the new process, which never returns. In order it:
+
+1. becomes the leader of its own session and process group (``os.setsid``), so the parent can
+   kill it and everything it started with one ``os.killpg``;
+2. points stdin at ``/dev/null`` and stdout/stderr at ``output.txt`` in the run's fresh
+   temporary folder, and makes that folder its working directory, ``HOME`` and ``TMPDIR``;
+3. sets resource limits: CPU seconds, address space (relative to the size of the preloaded
+   interpreter), processes, file size, no core dumps;
+4. when the server runs as root and was told to, gives the folder to an unprivileged user and
+   becomes that user;
+5. reports "set up" to the server through a pipe it then closes (so student code cannot fake
+   it), installs the audit hook (``grader.audit``) and caps ``sys.stdout``/``sys.stderr``;
+6. for each case: decodes ``case_NNN.in.npz``, calls the harness, writes
+   ``case_NNN.out.npz`` then ``case_NNN.status.json`` (both atomically).
+
+Nothing here is trusted by the parent: it reads the files only after this process is gone and
+validates them strictly. This module must not import ``cnnref`` or ``grader.exercises``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import io
+import json
+import os
+import resource
+import signal
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from grader import audit, caseio
+from grader.harness import HARNESSES, BadReturn, MissingFunction
+
+MB = 1024 * 1024
+MESSAGE_CHARS = 400
+OUTPUT_FILE = "output.txt"
+SUBMISSION_FILE = "submission.json"
+SETUP_OK = b"S"
+
+
+def case_in(i: int) -> str:
+    return f"case_{i:03d}.in.npz"
+
+
+def case_out(i: int) -> str:
+    return f"case_{i:03d}.out.npz"
+
+
+def case_status(i: int) -> str:
+    return f"case_{i:03d}.status.json"
+
+
+# --------------------------------------------------------------------------- output capture
+
+
+class CappedRaw(io.RawIOBase):
+    """A write-only raw stream onto ``fd`` that silently drops everything after ``cap`` bytes.
+
+    Python-level prints go through it, so a gigabyte of ``print`` costs the child CPU time
+    only; the parent also reads no more than the cap. (Direct ``os.write(1, ...)`` goes to
+    the file and is bounded by ``RLIMIT_FSIZE``.)
+    """
+
+    def __init__(self, fd: int, cap: int) -> None:
+        super().__init__()
+        self._fd, self._left = fd, cap
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self._left > 0:
+            chunk = view[: self._left]
+            try:
+                written = 0
+                while written < len(chunk):
+                    written += os.write(self._fd, chunk[written:])
+            except OSError:  # file-size limit or disk full: stop writing, never raise
+                self._left = 0
+                return n
+            self._left -= len(chunk)
+        return n
+
+
+def _capture_output(cap: int) -> None:
+    raw = CappedRaw(1, cap)
+    buffered = io.BufferedWriter(raw, buffer_size=8192)
+    sys.stdout = io.TextIOWrapper(
+        buffered, encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+    sys.stderr = io.TextIOWrapper(
+        buffered, encoding="utf-8", errors="backslashreplace", write_through=True
+    )
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # the student may have replaced or closed it
+            stream.flush()
+
+
+# --------------------------------------------------------------------------- student code
+
+
+class StudentCode:
+    """The submission's modules, imported lazily on first use, import errors recorded.
+
+    Args:
+        data: the parsed ``submission.json`` (see :meth:`grader.submission.Submission.to_json`).
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.kind: str = data["kind"]
+        self.sources: dict[str, str] = data["modules"]
+        self.files: dict[str, str] = data.get("files", {})
+        self.cells: dict[str, list[str]] = data.get("cells", {})
+        self.loaded: dict[str, types.ModuleType] = {}
+        self.errors: dict[str, str] = {}  # module -> why it could not be imported
+        self.cell_errors: dict[str, list[str]] = {}
+        #: code filename -> how messages call it ("pooling.py", "hw.ipynb, cell 3")
+        self.display: dict[str, str] = {}
+        self._private = {n for n in self.sources if n in sys.modules}
+        sys.meta_path.insert(0, _Finder(self))
+
+    def display_module(self, name: str) -> str:
+        return os.path.basename(self.files.get(name, f"{name}.py"))
+
+    def filename(self, name: str) -> str:
+        return self.files.get(name) or f"{name}.py"
+
+    def exec_into(self, name: str, module: types.ModuleType) -> None:
+        """Run module ``name``'s source in ``module`` (a notebook: cell by cell)."""
+        module.__file__ = self.filename(name)
+        if name in self.cells:
+            nb = self.display_module(name)
+            errors = self.cell_errors.setdefault(name, [])
+            for i, cell in enumerate(self.cells[name]):
+                fname = f"<{nb} cell {i + 1}>"
+                self.display[fname] = f"{nb}, cell {i + 1}"
+                try:
+                    exec(compile(cell, fname, "exec"), module.__dict__)
+                except BaseException as exc:  # noqa: BLE001 - one bad cell must not stop the rest
+                    errors.append(f"cell {i + 1}: {self.describe(exc)}")
+            return
+        fname = self.filename(name)
+        self.display[fname] = self.display_module(name)
+        exec(compile(self.sources[name], fname, "exec"), module.__dict__)
+
+    def load(self, name: str) -> types.ModuleType | None:
+        """Module ``name``, importing it the first time; ``None`` when that failed."""
+        if name in self.loaded:
+            return self.loaded[name]
+        if name in self.errors:
+            return None
+        try:
+            if name in self._private:  # clashes with an already imported module
+                module = types.ModuleType(name)
+                self.exec_into(name, module)
+            else:
+                module = importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's
+            self.errors[name] = self.describe(exc)
+            return None
+        self.loaded[name] = module
+        return module
+
+    def order(self, hint: str | None) -> list[str]:
+        names = sorted(self.sources)
+        if hint in self.sources:
+            names.remove(hint)
+            names.insert(0, hint)
+        return names
+
+    def get(self, function: str, hint: str | None = None) -> Callable[..., Any]:
+        """The student's callable ``function``, looking in ``hint``'s module first."""
+        looked = []
+        for name in self.order(hint):
+            module = self.load(name)
+            looked.append(self.display_module(name))
+            if module is None:
+                continue
+            value = module.__dict__.get(function)
+            if value is not None and callable(value):
+                return value
+        if hint in self.errors:
+            raise MissingFunction(f"{self.errors[hint]} (so {function} could not be loaded)")
+        message = (
+            f"no function named {function!r} in your submission (looked in: {', '.join(looked)})"
+        )
+        failed = [f"{self.display_module(n)}: {e}" for n, e in self.errors.items()]
+        for name, errs in self.cell_errors.items():
+            failed += [f"{self.display_module(name)} {e}" for e in errs[:3]]
+        if failed:
+            message += "; " + "; ".join(failed[:3])
+        raise MissingFunction(message)
+
+    # ----------------------------------------------------------------- messages
+
+    def where(self, tb: types.TracebackType | None) -> tuple[str, str, int] | None:
+        """(function, display file, line) of the innermost student frame of ``tb``."""
+        found = None
+        for frame, lineno in traceback.walk_tb(tb):
+            fname = frame.f_code.co_filename
+            if fname in self.display:
+                found = (frame.f_code.co_name, self.display[fname], lineno)
+        return found
+
+    def describe(self, exc: BaseException) -> str:
+        """A one-line readable message for ``exc`` raised by student code."""
+        kind = type(exc).__name__
+        if isinstance(exc, SystemExit):
+            return f"exited (sys.exit({exc.code!r})) before returning a result"
+        if isinstance(exc, SyntaxError):
+            fname = exc.filename or ""
+            shown = self.display.get(fname, os.path.basename(fname))
+            return _short(f"{kind} in {shown}, line {exc.lineno}: {exc.msg}")
+        text = _safe_str(exc)
+        where = self.where(exc.__traceback__)
+        if where is None:
+            if isinstance(exc, (MissingFunction, BadReturn)):
+                return _short(text)
+            if isinstance(exc, TypeError):
+                return _short(f"{kind}: {text} (check the function's parameters against the stub)")
+            return _short(f"{kind}: {text}" if text else kind)
+        func, shown, line = where
+        place = f"{shown}, line {line}" if func == "<module>" else f"{func} ({shown}, line {line})"
+        if func == "<module>":
+            return _short(f"{kind} in {place}" + (f": {text}" if text else ""))
+        return _short(f"{kind} in {place}" + (f": {text}" if text else ""))
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Lets the student's modules import each other (``from layers import conv2d_forward``)."""
+
+    def __init__(self, code: StudentCode) -> None:
+        self.code = code
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname in self.code.sources and fullname not in self.code._private:
+            return importlib.machinery.ModuleSpec(
+                fullname, self, origin=self.code.filename(fullname)
+            )
+        return None
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.code.exec_into(module.__name__, module)
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:  # noqa: BLE001 - a student's __str__ may raise anything
+        return "(the exception's message could not be shown)"
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 1] + "…"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = _safe_str(exc) if isinstance(exc, RuntimeError) else ""
+    return "can't allocate memory" in text or "DefaultCPUAllocator" in text
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _set_limits(limits: dict[str, Any]) -> None:
+    def cap(which: int, soft: int, hard: int | None = None) -> None:
+        hard = soft if hard is None else hard
+        cur_soft, cur_hard = resource.getrlimit(which)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard = min(hard, cur_hard)
+            soft = min(soft, hard)
+        resource.setrlimit(which, (soft, hard))
+
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_FSIZE, int(limits["fsize_mb"] * MB))
+    cpu = max(1, int(-(-float(limits["cpu_s"]) // 1)))  # ceil
+    cap(resource.RLIMIT_CPU, cpu, cpu + 1)
+    with open("/proc/self/statm", "rb") as fh:  # first field: VmSize in pages
+        vm_bytes = int(fh.read().split()[0]) * resource.getpagesize()
+    cap(resource.RLIMIT_AS, vm_bytes + int(limits["memory_mb"] * MB))
+    cap(resource.RLIMIT_NPROC, int(limits["nproc"]))
+
+
+def _drop_privileges(uid: int, gid: int, workdir: str) -> None:
+    for entry in os.scandir(workdir):
+        os.chown(entry.path, uid, gid, follow_symlinks=False)
+    os.chown(workdir, uid, gid)
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise OSError("could not drop privileges")
+
+
+def _setup(req: dict[str, Any]) -> None:
+    os.setsid()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the file-size limit: EFBIG, not death
+    workdir = req["workdir"]
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    out = os.open(os.path.join(workdir, OUTPUT_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    os.chdir(workdir)
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.environ.update({"HOME": workdir, "TMPDIR": workdir})
+    sys.argv = [""]
+    _set_limits(req["limits"])
+    if req.get("drop_to"):
+        _drop_privileges(req["drop_to"]["uid"], req["drop_to"]["gid"], workdir)
+
+
+def child_main(req: dict[str, Any], sync_fd: int) -> NoReturn:
+    """The child's whole life (called right after ``os.fork`` in the fork server)."""
+    try:
+        _setup(req)
+        data = json.loads(Path(SUBMISSION_FILE).read_text(encoding="utf-8"))
+        policy = audit.Policy(
+            workdir=req["workdir"],
+            forbidden=tuple(req["policy"]["forbidden"]),
+            blocked_modules=tuple(req["policy"]["blocked_modules"]),
+            allowed_grader_modules=tuple(req["policy"]["allowed_grader_modules"]),
+        )
+        harness = HARNESSES[req["harness"]]
+    except BaseException as exc:  # noqa: BLE001 - a grader fault, reported through the pipe
+        try:
+            os.write(sync_fd, b"E" + f"{type(exc).__name__}: {exc}".encode()[:2000])
+        finally:
+            os._exit(86)
+    os.write(sync_fd, SETUP_OK)
+    os.close(sync_fd)
+    try:
+        audit.install(policy)
+        _capture_output(int(req["limits"]["output_bytes"]))
+        code = StudentCode(data)
+        _run_cases(code, harness, req)
+        _flush_output()
+    except BaseException:  # noqa: BLE001 - student code may have broken the child's own code
+        try:
+            traceback.print_exc()
+            _flush_output()
+        finally:
+            os._exit(87)
+    os._exit(0)
+
+
+def _write_status(i: int, status: str, message: str) -> None:
+    tmp = f".{case_status(i)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump({"status": status, "message": message}, fh)
+    os.replace(tmp, case_status(i))
+
+
+def _run_cases(code: StudentCode, harness: Any, req: dict[str, Any]) -> None:
+    function, hint = req["function"], req.get("module_hint")
+    limit_mb = req["limits"]["memory_mb"]
+
+    def get(name: str) -> Callable[..., Any]:
+        return code.get(name, hint)
+
+    for i in range(int(req["n_cases"])):
+        reserve = bytearray(2 * MB)  # freed on MemoryError so the status can be written
+        try:
+            case = caseio.decode_case(caseio.load_npz_strict(case_in(i), kinds="biufcU"))
+            outputs = harness(get, function, case)
+            if not isinstance(outputs, dict) or not all(
+                isinstance(k, str) and type(v) is np.ndarray for k, v in outputs.items()
+            ):
+                raise BadReturn("the harness produced something other than named arrays")
+            caseio.save_npz(case_out(i), outputs)
+            status, message = "ok", ""
+        except NotImplementedError as exc:
+            text = _safe_str(exc)
+            status = "not_implemented"
+            message = _short(f"NotImplementedError: {text}" if text else code.describe(exc))
+        except BaseException as exc:  # noqa: BLE001 - everything the student raises is data
+            del reserve
+            if is_out_of_memory(exc):
+                status = "memory"
+                message = f"ran out of memory (limit {limit_mb} MB above the interpreter)"
+            elif isinstance(exc, MissingFunction):
+                status, message = "error", _short(_safe_str(exc))
+            else:
+                status, message = "error", code.describe(exc)
+            del exc
+        _flush_output()
+        _write_status(i, status, message)

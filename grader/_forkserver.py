@@ -1,0 +1,125 @@
+"""The fork server: a clean, preloaded interpreter that forks one sandboxed child per run.
+
+Started by :class:`grader.sandbox.Sandbox` as ``python -I -c <bootstrap>`` with a minimal
+environment (no ``CNNLAB_*`` variables, no secret). It imports numpy, torch (optional), the
+child-side grader modules (``grader.harness``, ``grader.harness_*``, ``grader._child``,
+``grader.audit``, ``grader.caseio``) and nothing else of the grader, never ``cnnref``; then it
+answers requests, one at a time, as JSON lines on stdin/stdout:
+
+* ``{"op": "run", ...}``  ->  ``{"event": "started", "pid": N}`` as soon as the child exists,
+  then ``{"event": "exited", "pid": N, "code"|"signal": ..., "setup": ..., "cpu_s": ...,
+  "maxrss_kb": ...}`` when it is gone. The server keeps the dead child as a zombie
+  (``waitid(WNOWAIT)``) while it kills the child's process group, so the group id cannot
+  have been reused, then reaps it.
+* ``{"op": "ping"}``  ->  ``{"event": "pong"}``.
+
+The parent enforces the wall-clock limit by killing the child's process group itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+
+def _preload(preload_torch: bool) -> list[str]:
+    import collections  # noqa: F401 - common student imports, paid once here, not per child
+    import dataclasses  # noqa: F401
+    import encodings.cp437  # noqa: F401 - zipfile (np.load of .npz) needs it
+    import functools  # noqa: F401
+    import itertools  # noqa: F401
+    import math  # noqa: F401
+    import typing  # noqa: F401
+
+    import numpy as np
+    import numpy.lib.stride_tricks  # noqa: F401
+
+    np.zeros((2, 2)) @ np.zeros((2, 2))
+    if preload_torch:
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        torch.set_num_threads(1)
+        F.conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3)).sum()
+    import importlib
+    import pkgutil
+
+    import grader
+    import grader._child  # noqa: F401 - also imports grader.harness, audit, caseio
+
+    for info in pkgutil.iter_modules(grader.__path__):
+        if info.name.startswith("harness_"):
+            importlib.import_module(f"grader.{info.name}")
+    return sorted(m for m in sys.modules if m == "grader" or m.startswith("grader."))
+
+
+def _send(out: Any, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def _run(req: dict[str, Any], out: Any, grader_modules: list[str]) -> None:
+    from grader._child import child_main
+
+    req["policy"]["allowed_grader_modules"] = grader_modules
+    read_fd, write_fd = os.pipe()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read_fd)
+            child_main(req, write_fd)
+        finally:
+            os._exit(86)
+    os.close(write_fd)
+    _send(out, {"event": "started", "pid": pid})
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+    for kill in (os.killpg, os.kill):  # everything it started dies with it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.monotonic() - t0
+    setup = b""
+    while chunk := os.read(read_fd, 65536):
+        setup += chunk
+    os.close(read_fd)
+    report: dict[str, Any] = {
+        "event": "exited",
+        "pid": pid,
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "maxrss_kb": usage.ru_maxrss,
+        "setup": setup.decode("utf-8", errors="replace"),
+        "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+    }
+    _send(out, report)
+
+
+def main() -> None:
+    """Serve until stdin closes."""
+    preload_torch = "--no-torch" not in sys.argv
+    inp, out = sys.stdin, sys.stdout
+    # Nothing printed by a library may corrupt the protocol: stdout is ours alone.
+    sys.stdout = sys.stderr
+    grader_modules = _preload(preload_torch)
+    with open("/proc/self/statm", "rb") as fh:
+        vm = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _send(out, {"event": "ready", "pid": os.getpid(), "vm_bytes": vm, "modules": grader_modules})
+    for line in inp:
+        req = json.loads(line)
+        if req.get("op") == "ping":
+            _send(out, {"event": "pong"})
+        elif req.get("op") == "run":
+            _run(req, out, grader_modules)
+        else:
+            _send(out, {"event": "error", "message": f"unknown op {req.get('op')!r}"})
+
+
+if __name__ == "__main__":
+    main()
