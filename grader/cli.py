@@ -6,6 +6,7 @@ import click
 
 from grader import __version__
 from grader.commands.batch import batch
+from grader.commands.export import export
 from grader.commands.generate import generate_command
 from grader.commands.grade import grade_command
 from grader.commands.list_ import list_exercises
@@ -27,3 +28,4 @@ main.add_command(list_exercises)
 main.add_command(batch)
 main.add_command(grade_command)
 main.add_command(generate_command)
+main.add_command(export)

@@ -1,0 +1,105 @@
+"""`cnnlab export ...`: package cnnlab's grading for a hosted grading service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from grader import seeds
+from grader.commands._common import translate_errors
+from grader.errors import ConfigError
+
+
+@click.group("export")
+def export() -> None:
+    """Export an autograder for a hosted grading service.
+
+    \b
+    Example:
+      cnnlab export gradescope --out autograder.zip
+    """
+
+
+@export.command("gradescope")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("autograder.zip"),
+    show_default=True,
+    help="The zip to upload to Gradescope.",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path),
+    help="Course secret for per-student seeds (shipped inside the zip: keep it private). "
+    "Default: $CNNLAB_COURSE_SECRET_FILE or $CNNLAB_COURSE_SECRET.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**31 - 2),
+    help="Grade every submission with this one seed instead (no secret in the zip).",
+)
+@click.option(
+    "-e",
+    "--exercise",
+    "exercises",
+    multiple=True,
+    metavar="NAME",
+    help="Grade only this exercise (repeatable). Default: all.",
+)
+@click.option(
+    "--assignment",
+    default=seeds.DEFAULT_ASSIGNMENT,
+    show_default=True,
+    help="Assignment name (part of each per-student seed, as in `cnnlab batch`).",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(path_type=Path),
+    help="A cnnlab wheel or sdist to ship; default: built from this source checkout.",
+)
+@translate_errors
+def gradescope(
+    out: Path,
+    secret_file: Path | None,
+    seed: int | None,
+    exercises: tuple[str, ...],
+    assignment: str,
+    wheel: Path | None,
+) -> None:
+    """Build a Gradescope autograder zip (setup.sh, run_autograder, a cnnlab wheel).
+
+    setup.sh installs torch (CPU) and cnnlab; run_autograder grades the submission in
+    cnnlab's sandbox and writes /autograder/results/results.json after the student's code
+    has exited. Each submission is graded with the seed derived from the course secret and
+    the submitter's id (submission_metadata.json), as `cnnlab batch` does, or with --seed N.
+
+    \b
+    Example:
+      cnnlab export gradescope --out autograder.zip --secret-file ~/course/secret.txt
+      cnnlab export gradescope --seed 7 -e maxpool2d_backward --out pool.zip
+    """
+    from grader import export as exportlib
+    from grader import registry
+
+    specs = registry.select(list(exercises))  # unknown names fail here with a "did you mean"
+    if seed is not None and secret_file is not None:
+        raise ConfigError("give --seed N (one seed for everyone) or --secret-file, not both")
+    secret = None
+    if seed is None:
+        try:
+            secret = seeds.load_secret(secret_file)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; or pass --seed N to grade everyone with one seed") from None
+    config = exportlib.AutograderConfig(
+        assignment=assignment,
+        exercises=tuple(s.name for s in specs) if exercises else (),
+        seed=seed,
+    )
+    path = exportlib.build_autograder(out, config=config, secret=secret, wheel=wheel)
+    size_mb = path.stat().st_size / 1e6
+    how = f"seed {seed} for everyone" if seed is not None else "per-student seeds"
+    click.echo(f"wrote {path} ({size_mb:.1f} MB, {len(specs)} exercises, {how})")
+    if secret is not None:
+        click.echo("it contains the course secret: upload it to Gradescope, never share it")

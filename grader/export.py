@@ -1,0 +1,430 @@
+"""A Gradescope autograder for cnnlab: ``cnnlab export gradescope`` builds the zip, and the
+zip's ``run_autograder`` calls ``python -m grader.export run`` inside Gradescope's container.
+
+Gradescope runs one container per submission, which is how a class of any size is graded.
+The zip holds:
+
+* ``setup.sh``: installs ``torch==2.13.0`` (CPU build) first, then cnnlab from the wheel in
+  ``dist/`` (no network beyond the package registries);
+* ``run_autograder``: grades ``$AUTOGRADER_ROOT/submission`` (default ``/autograder``) in
+  cnnlab's sandbox with ``cnnlab grade --gradescope`` and moves the result to
+  ``results/results.json`` only after the grading process, and with it every child that ran
+  student code, has exited. A ``results.json`` that exists before grading (a forgery) is
+  removed first;
+* ``cnnlab_autograder.json``: the exercises, the assignment name and the seed policy;
+* ``course_secret`` (per-student seeds only).
+
+Seeds inside Gradescope: with ``--seed N`` every submission is graded with seed N. With a
+course secret (``--secret-file`` / ``$CNNLAB_COURSE_SECRET``) the seed is
+``derive_seed(secret, student, assignment)`` as in ``cnnlab batch``, the student being the
+submitter from ``/autograder/submission_metadata.json`` (``sid``, else ``email``, else the
+Gradescope user id; a group submission joins its members' ids, sorted, with ``+``). The
+secret is read by a short-lived process that prints the seed and deletes the file, before
+any student code runs; the grading process never holds it.
+
+A grader failure (the grade command exits 3, crashes, or gives no result) is retried once;
+if it persists ``results.json`` carries an explanation and **no score** (Gradescope then
+shows the autograder as failed, for the staff to look at) and ``run_autograder`` exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader import __version__, seeds
+from grader.errors import ConfigError, GraderFailure
+
+ROOT_ENV = "AUTOGRADER_ROOT"
+PYTHON_ENV = "CNNLAB_PYTHON"
+CONFIG_NAME = "cnnlab_autograder.json"
+SECRET_NAME = "course_secret"
+TORCH_VERSION = "2.13.0"
+TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+GRADE_TIMEOUT_S = 30 * 60
+
+SETUP_SH = f"""#!/usr/bin/env bash
+# Gradescope runs this once, when it builds the autograder image.
+# torch first (the CPU build: Gradescope has no GPU), then cnnlab from the wheel in dist/.
+set -euo pipefail
+cd "$(dirname "${{BASH_SOURCE[0]}}")"
+PY="${{{PYTHON_ENV}:-python3}}"
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+if ! "$PY" -m pip --version >/dev/null 2>&1; then
+  apt-get update && apt-get install -y --no-install-recommends python3 python3-pip
+fi
+"$PY" -m pip install --no-cache-dir "torch=={TORCH_VERSION}" --index-url {TORCH_INDEX}
+"$PY" -m pip install --no-cache-dir dist/*.whl
+"$PY" -c "import grader, torch; print('cnnlab', grader.__version__, 'torch', torch.__version__)"
+"""
+
+RUN_AUTOGRADER = f"""#!/usr/bin/env bash
+# Gradescope runs this once per submission. It grades $ROOT/submission in cnnlab's sandbox and
+# writes $ROOT/results/results.json after the student's code has exited.
+# {ROOT_ENV} stands in for /autograder (tests), {PYTHON_ENV} for python3.
+set -uo pipefail
+ROOT="${{{ROOT_ENV}:-/autograder}}"
+PY="${{{PYTHON_ENV}:-python3}}"
+unset CNNLAB_COURSE_SECRET CNNLAB_COURSE_SECRET_FILE
+exec "$PY" -m grader.export run --root "$ROOT"
+"""
+
+README = """cnnlab autograder for Gradescope
+================================
+
+Upload this zip as the autograder of a Gradescope "programming assignment" (Ubuntu base
+image). setup.sh installs torch and cnnlab; run_autograder grades each submission (a folder
+of .py files, a .py file or one .ipynb) and writes results.json.
+
+Built by `cnnlab export gradescope` (cnnlab {version}); settings in cnnlab_autograder.json.
+Keep this zip private when it contains course_secret (per-student seeds).
+"""
+
+
+@dataclass(frozen=True)
+class AutograderConfig:
+    """What ``run_autograder`` needs, stored as ``cnnlab_autograder.json`` in the zip.
+
+    Attributes:
+        assignment: assignment name used in per-student seeds.
+        exercises: exercise names graded (empty: all).
+        seed: the one seed for everyone, or ``None`` for per-student seeds from the secret.
+        cnnlab_version: the version that built the zip.
+    """
+
+    assignment: str
+    exercises: tuple[str, ...]
+    seed: int | None
+    cnnlab_version: str = __version__
+
+    def to_json(self) -> str:
+        return (
+            json.dumps(
+                {
+                    "assignment": self.assignment,
+                    "exercises": list(self.exercises),
+                    "seed": self.seed,
+                    "per_student_seeds": self.seed is None,
+                    "cnnlab_version": self.cnnlab_version,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AutograderConfig:
+        doc = json.loads(text)
+        return cls(
+            assignment=str(doc["assignment"]),
+            exercises=tuple(doc.get("exercises") or ()),
+            seed=None if doc.get("seed") is None else int(doc["seed"]),
+            cnnlab_version=str(doc.get("cnnlab_version", "")),
+        )
+
+
+# -- building the zip (instructor side) ----------------------------------------------------
+
+
+def source_root() -> Path | None:
+    """The source checkout cnnlab runs from (``pyproject.toml`` next to ``grader/``), if any."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "cnnref").is_dir() else None
+
+
+def build_wheel(root: Path, dest: Path) -> Path:
+    """Build a wheel of cnnlab from the checkout ``root`` into ``dest`` (offline: no build
+    isolation; the checkout is copied first so no build folder lands in it).
+
+    Raises:
+        ConfigError: the build failed (the message carries pip's last lines).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-wheel-") as tmp:
+        copy = Path(tmp) / "src"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+        copy.mkdir()
+        for name in ("cnnref", "grader", "templates"):
+            if (root / name).is_dir():
+                shutil.copytree(root / name, copy / name, ignore=ignore)
+        for p in root.iterdir():
+            if p.is_file() and (
+                p.suffix in (".toml", ".md", ".cfg") or p.name.startswith("LICENSE")
+            ):
+                shutil.copy2(p, copy / p.name)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--quiet",
+                "--wheel-dir",
+                str(dest),
+                str(copy),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    wheels = sorted(dest.glob("cnnlab-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise ConfigError(
+            f"could not build a wheel of cnnlab from {root}:\n{tail}\n"
+            "build one yourself (`pip wheel --no-deps . -w dist/`) and pass --wheel FILE"
+        )
+    return wheels[-1]
+
+
+def _add(zf: zipfile.ZipFile, name: str, data: str | bytes, *, executable: bool = False) -> None:
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    mode = 0o755 if executable else 0o644
+    if name == SECRET_NAME:
+        mode = 0o600
+    info.external_attr = (stat.S_IFREG | mode) << 16
+    zf.writestr(info, data)
+
+
+def build_autograder(
+    out: str | Path,
+    *,
+    config: AutograderConfig,
+    secret: bytes | None = None,
+    wheel: str | Path | None = None,
+) -> Path:
+    """Write the Gradescope autograder zip to ``out`` (atomically).
+
+    Args:
+        out: the ``.zip`` to write.
+        config: exercises, assignment and seed policy.
+        secret: the course secret (required when ``config.seed`` is ``None``).
+        wheel: a cnnlab wheel or sdist to ship; default: built from this checkout.
+
+    Raises:
+        ConfigError: no seed and no secret, a missing wheel, or no checkout to build from.
+    """
+    if (config.seed is None) == (secret is None):
+        raise ConfigError(
+            "the autograder needs a course secret (per-student seeds) or --seed N, not both"
+        )
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; pass a file name like autograder.zip")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-export-") as tmp:
+        if wheel is None:
+            root = source_root()
+            if root is None:
+                raise ConfigError(
+                    "cnnlab is not installed from a source checkout, so no wheel can be built; "
+                    "pass --wheel path/to/cnnlab-*.whl (or a .tar.gz sdist)"
+                )
+            package = build_wheel(root, Path(tmp) / "dist")
+        else:
+            package = Path(wheel)
+            if not package.is_file() or not package.name.endswith((".whl", ".tar.gz")):
+                raise ConfigError(
+                    f"--wheel {str(package)!r} is not a .whl or .tar.gz file; build one with "
+                    "`pip wheel --no-deps . -w dist/`"
+                )
+        fd, tmp_zip = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp_zip, "w") as zf:
+                _add(zf, "setup.sh", SETUP_SH, executable=True)
+                _add(zf, "run_autograder", RUN_AUTOGRADER, executable=True)
+                _add(zf, CONFIG_NAME, config.to_json())
+                _add(zf, "README.txt", README.format(version=__version__))
+                if secret is not None:
+                    _add(zf, SECRET_NAME, secret)
+                _add(zf, f"dist/{package.name}", package.read_bytes())
+            os.replace(tmp_zip, out)
+        except BaseException:
+            Path(tmp_zip).unlink(missing_ok=True)
+            raise
+    return out
+
+
+# -- running inside Gradescope -------------------------------------------------------------
+
+
+def student_id(metadata_path: Path) -> str:
+    """The submitter's id from Gradescope's ``submission_metadata.json``.
+
+    Raises:
+        GraderFailure: the file is missing or names no user.
+    """
+    try:
+        doc = json.loads(metadata_path.read_text())
+        users = doc["users"]
+        ids = sorted(
+            str(u.get("sid") or u.get("email") or u.get("id") or "").strip() for u in users
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise GraderFailure(f"cannot read the submitter from {metadata_path}: {exc}") from exc
+    ids = [i for i in ids if i]
+    if not ids:
+        raise GraderFailure(f"{metadata_path} names no submitter")
+    return "+".join(ids)
+
+
+def seed_for_submission(root: Path, config: AutograderConfig) -> int:
+    """This submission's seed; reads **and deletes** ``source/course_secret``."""
+    if config.seed is not None:
+        return config.seed
+    secret_path = root / "source" / SECRET_NAME
+    try:
+        secret = secret_path.read_bytes().strip()
+    except OSError as exc:
+        raise GraderFailure(f"the course secret is missing from the autograder ({exc})") from exc
+    finally:
+        secret_path.unlink(missing_ok=True)
+    return seeds.derive_seed(
+        secret, student_id(root / "submission_metadata.json"), config.assignment
+    )
+
+
+def _failure_results(message: str) -> dict:
+    """results.json for a grader failure: an explanation and deliberately no score."""
+    return {
+        "output": (
+            "The autograder itself failed on this submission (not your code): "
+            f"{message}\nYour course staff can see this and will regrade it."
+        ),
+        "tests": [],
+        "extra_data": {"cnnlab_grader_error": True},
+    }
+
+
+def _unreadable_results(message: str) -> dict:
+    """results.json for a submission that cannot be read: the student's to fix, scored 0."""
+    return {
+        "score": 0.0,
+        "output": f"Your submission could not be graded: {message}",
+        "tests": [],
+    }
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> tuple[int, str]:
+    """Run ``cnnlab grade`` in a child process; returns (exit status, its stderr)."""
+    args = [
+        sys.executable,
+        "-c",
+        "import sys; from grader.cli import main; sys.exit(main(prog_name='cnnlab'))",
+        "grade",
+        str(root / "submission"),
+        "--seed",
+        str(seed),
+        "--gradescope",
+        str(work / "gradescope.json"),
+        "--json",
+        str(work / "result.json"),
+    ]
+    for name in config.exercises:
+        args += ["-e", name]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_COURSE_SECRET")}
+    try:
+        proc = subprocess.run(
+            args, capture_output=True, text=True, errors="replace", env=env, timeout=GRADE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return 3, f"grading took longer than {GRADE_TIMEOUT_S} s"
+    sys.stdout.write(proc.stdout[-20000:])
+    sys.stderr.write(proc.stderr[-20000:])
+    return proc.returncode, proc.stderr.strip()
+
+
+def run_autograder(root: str | Path) -> int:
+    """Grade ``root/submission`` and write ``root/results/results.json``.
+
+    Returns:
+        0 graded (whatever the score), 2 the submission could not be read (score 0),
+        3 the grader failed (no score).
+    """
+    root = Path(root)
+    results = root / "results" / "results.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.unlink(missing_ok=True)  # nothing but our own result may be there at the end
+    try:
+        config = AutograderConfig.from_json((root / "source" / CONFIG_NAME).read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        _write_json(results, _failure_results(f"bad autograder configuration ({exc})"))
+        return 3
+    # The seed is derived in a separate short-lived process, so the grading process (whose
+    # sandbox forks the children running student code) never holds the course secret.
+    proc = subprocess.run(
+        [sys.executable, "-m", "grader.export", "seed", "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+        _write_json(results, _failure_results(proc.stderr.strip() or "no seed"))
+        return 3
+    seed = int(proc.stdout.strip())
+    message = ""
+    for _attempt in range(2):
+        with tempfile.TemporaryDirectory(prefix="cnnlab-gs-") as tmp:
+            work = Path(tmp)
+            code, stderr = _grade_once(root, config, seed, work)
+            # The grade process has exited: so has every child that ran student code.
+            if code in (0, 1) and (work / "gradescope.json").is_file():
+                doc = json.loads((work / "gradescope.json").read_text())
+                doc.setdefault("extra_data", {})["seed"] = seed
+                _write_json(results, doc)
+                return 0
+            if code == 2:
+                _write_json(results, _unreadable_results(_last_line(stderr)))
+                return 2
+            message = _last_line(stderr) or f"cnnlab grade exited with status {code}"
+            if code == 3 and (work / "result.json").is_file():
+                doc = json.loads((work / "result.json").read_text())
+                bad = [e["name"] for e in doc["exercises"] if e["status"] == "grader_error"]
+                message = f"grader error in {', '.join(bad)}"
+    _write_json(results, _failure_results(message + " (after 2 attempts)"))
+    return 3
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].removeprefix("Error: ") if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m grader.export run|seed --root ROOT`` (what ``run_autograder`` calls)."""
+    parser = argparse.ArgumentParser(prog="python -m grader.export")
+    parser.add_argument("step", choices=["run", "seed"])
+    parser.add_argument("--root", default=os.environ.get(ROOT_ENV, "/autograder"))
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if args.step == "run":
+        return run_autograder(root)
+    try:
+        config = AutograderConfig.from_json((root / "source" / CONFIG_NAME).read_text())
+        print(seed_for_submission(root, config))
+    except (OSError, ValueError, KeyError, GraderFailure, ConfigError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
