@@ -51,6 +51,8 @@ SECRET_NAME = "course_secret"
 TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 GRADE_TIMEOUT_S = 30 * 60
+#: Files a wheel must hold for the autograder to work (the registry lives in grader.exercises).
+REQUIRED_IN_WHEEL = ("grader/engine.py", "grader/sandbox.py", "grader/exercises/__init__.py")
 
 SETUP_SH = f"""#!/usr/bin/env bash
 # Gradescope runs this once, when it builds the autograder image.
@@ -183,6 +185,14 @@ def build_wheel(root: Path, dest: Path) -> Path:
         raise ConfigError(
             f"could not build a wheel of cnnlab from {root}:\n{tail}\n"
             "build one yourself (`pip wheel --no-deps . -w dist/`) and pass --wheel FILE"
+        )
+    with zipfile.ZipFile(wheels[-1]) as whl:
+        missing = [m for m in REQUIRED_IN_WHEEL if m not in set(whl.namelist())]
+    if missing:
+        raise ConfigError(
+            f"the wheel built from {root} lacks {', '.join(missing)}, so the autograder would "
+            "grade nothing; list every package (grader.exercises too) under "
+            "[tool.setuptools] packages in pyproject.toml, or pass --wheel FILE"
         )
     return wheels[-1]
 
