@@ -209,6 +209,8 @@ class _Collector:
 
     found: dict[tuple[str, str], Definition] = field(default_factory=dict)
     future: bool = False
+    #: ``(module, name) -> new name`` for helpers whose names collide across modules
+    renames: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def text_and_deps(
         self, index: _ModuleIndex, node: ast.stmt
@@ -245,6 +247,20 @@ class _Collector:
                             f"{index.name}: `import {alias.name}` inside a function cannot be "
                             "inlined; use `from cnnref.x import name`"
                         )
+        own = getattr(node, "name", None)
+        if own is not None and (index.name, own) in self.renames:
+            line_no = node.lineno - first
+            found = re.search(rf"\b(?:def|class)\s+({re.escape(own)})\b".encode(), raw[line_no])
+            if found is None:
+                raise GraderFailure(f"{index.name}: cannot find the definition line of {own}")
+            new = self.renames[(index.name, own)].encode()
+            edits.append((line_no, found.start(1), found.end(1), new))
+
+        def rename(sub: ast.expr, key: tuple[str, str]) -> None:
+            if key in self.renames:
+                new = self.renames[key].encode()
+                edits.append((sub.lineno - first, sub.col_offset, sub.end_col_offset or 0, new))
+
         for sub in ast.walk(node):
             if (
                 isinstance(sub, ast.Attribute)
@@ -252,13 +268,21 @@ class _Collector:
                 and (target := _is_module_import(index, sub.value.id))
             ):
                 deps.append((target, sub.attr))
+                if (target, sub.attr) in self.renames:
+                    rename(sub, (target, sub.attr))
+                    continue
                 # rewrite `mod.attr` to `attr`: drop "mod" and the dot
                 end = (sub.value.end_col_offset or sub.col_offset) + 1
                 edits.append((sub.lineno - first, sub.col_offset, end, b""))
-            elif isinstance(sub, ast.Name) and sub.id not in local_bound:
+            elif isinstance(sub, ast.Name) and sub.id in local_bound:
+                rename(sub, local_bound[sub.id])
+            elif isinstance(sub, ast.Name):
                 name = sub.id
-                if name in index.defs and index.defs[name] is not node:
+                if name in index.defs and index.defs[name] is node:
+                    rename(sub, (index.name, name))  # a constant's own target
+                elif name in index.defs:
                     deps.append((index.name, name))
+                    rename(sub, (index.name, name))
                 elif name in index.imports:
                     spec = index.imports[name]
                     if spec[0] == "name" and _is_reference(spec[1]):
@@ -270,6 +294,7 @@ class _Collector:
                                 "cannot be inlined; import it under its own name"
                             )
                         deps.append((spec[1], spec[2]))
+                        rename(sub, (spec[1], spec[2]))
                     elif spec[0] == "module" and _is_reference(spec[1]):
                         continue
                     else:
@@ -310,7 +335,8 @@ class _Collector:
             else "constant"
         )
         text, deps = self.text_and_deps(index, node)
-        self.found[key] = Definition(module, name, kind, text, index.orders[name])
+        shown = self.renames.get(key, name)
+        self.found[key] = Definition(module, shown, kind, text, index.orders[name])
         for dep in deps:
             self.add(*dep)
 
@@ -343,7 +369,9 @@ class FunctionCode(NamedTuple):
     deps: tuple[Definition, ...]
 
 
-def function_code(function: Callable[..., Any]) -> FunctionCode:
+def function_code(
+    function: Callable[..., Any], renames: dict[tuple[str, str], str] | None = None
+) -> FunctionCode:
     """Collect a reference function's source, header and transitive dependencies.
 
     Raises:
@@ -358,7 +386,7 @@ def function_code(function: Callable[..., Any]) -> FunctionCode:
         raise GraderFailure(f"{module}.{name} is not a top-level function; cannot generate it")
     if ast.get_docstring(node) is None:
         raise GraderFailure(f"{module}.{name} has no docstring; a stub needs one (with shapes)")
-    collector = _Collector()
+    collector = _Collector(renames=dict(renames or {}))
     collector.add(module, name)
     full = collector.found.pop((module, name)).text
     first, _ = _segment_lines(index, node)
@@ -368,6 +396,35 @@ def function_code(function: Callable[..., Any]) -> FunctionCode:
     indent = body_line[: len(body_line) - len(body_line.lstrip())]
     deps = tuple(sorted(collector.found.values(), key=_definition_key))
     return FunctionCode(name, header, indent, full, deps)
+
+
+def plan_renames(functions: Sequence[Callable[..., Any]]) -> dict[tuple[str, str], str]:
+    """New names for helpers that two reference modules define differently under one name.
+
+    The module of the first function keeps its names; a colliding helper of another module
+    ``cnnref.shapes`` becomes ``_shapes_<name>`` (references to it are rewritten too).
+    """
+    if not functions:
+        return {}
+    primary = reference_module(functions[0])
+    seen: dict[str, dict[str, str]] = {}  # name -> module -> text
+    for function in functions:
+        code = function_code(function)
+        for d in (
+            *code.deps,
+            Definition(reference_module(function), code.name, "function", code.full, 0),
+        ):
+            if d.kind != "import":
+                seen.setdefault(d.name, {})[d.module] = d.text
+    renames: dict[tuple[str, str], str] = {}
+    for name, by_module in seen.items():
+        if len(set(by_module.values())) < 2:
+            continue
+        keep = primary if primary in by_module else min(by_module)
+        for module in by_module:
+            if module != keep:
+                renames[(module, name)] = f"_{module.rsplit('.', 1)[-1]}_{name.lstrip('_')}"
+    return renames
 
 
 def _definition_key(d: Definition) -> tuple[int, str, int, str]:
@@ -419,7 +476,18 @@ def _merge(definitions: Iterable[Definition]) -> list[Definition]:
     return sorted(by_name.values(), key=_definition_key)
 
 
-def _closure_for_stub(code: FunctionCode, function: Callable[..., Any]) -> list[Definition]:
+def _original_name(d: Definition, renames: dict[tuple[str, str], str]) -> str:
+    for (module, name), new in renames.items():
+        if module == d.module and new == d.name:
+            return name
+    return d.name
+
+
+def _closure_for_stub(
+    code: FunctionCode,
+    function: Callable[..., Any],
+    renames: dict[tuple[str, str], str],
+) -> list[Definition]:
     """What a stub keeps: imports and constants its header uses, and the classes it uses
     anywhere with everything those classes need. Helper functions of the body are answers."""
     header_names = _header_names(function)
@@ -431,8 +499,8 @@ def _closure_for_stub(code: FunctionCode, function: Callable[..., Any]) -> list[
         if key in keep:
             return
         keep[key] = d
-        collector = _Collector()
-        collector.add(d.module, d.name)
+        collector = _Collector(renames=dict(renames))
+        collector.add(d.module, _original_name(d, renames))
         for sub in collector.found.values():
             if (sub.module, sub.name) != key:
                 keep.setdefault((sub.module, sub.name), sub)
@@ -484,21 +552,21 @@ def sort_imports(lines: Iterable[str]) -> tuple[str, ...]:
 
 def module_code(specs: Sequence[ExerciseSpec], *, solution: bool) -> ModuleCode:
     """Assemble one topic module (stub or solution) from its specs' reference functions."""
-    codes: list[tuple[ExerciseSpec, FunctionCode]] = []
     for spec in specs:
         if spec.reference_function is None:
             raise GraderFailure(
                 f"exercise {spec.name!r} has no reference_function: generation needs the "
                 "reference's signature and docstring"
             )
-        codes.append((spec, function_code(spec.reference_function)))
+    renames = plan_renames([s.reference_function for s in specs])
+    codes = [(spec, function_code(spec.reference_function, renames)) for spec in specs]
     exercise_names = _function_names(specs)
     definitions: list[Definition] = []
     for spec, code in codes:
         if solution:
             definitions.extend(code.deps)
         else:
-            definitions.extend(_closure_for_stub(code, spec.reference_function))
+            definitions.extend(_closure_for_stub(code, spec.reference_function, renames))
     merged = [d for d in _merge(definitions) if d.name not in exercise_names]
     future = any(_module_index(reference_module(s.reference_function)).future for s, _ in codes)
     imports = sort_imports(d.text for d in merged if d.kind == "import")
@@ -759,10 +827,11 @@ def notebook_code(specs: Sequence[ExerciseSpec]) -> NotebookCode:
     setup = "\n\n\n".join(setup_parts)
     shown_in_setup = {h for h in stub.helpers}
     exercise_names = _function_names(specs)
+    renames = plan_renames([s.reference_function for s in specs if s.reference_function])
     views = []
     for spec in specs:
         assert spec.reference_function is not None  # module_code checked it
-        code = function_code(spec.reference_function)
+        code = function_code(spec.reference_function, renames)
         nested = [
             d
             for d in code.deps

@@ -199,18 +199,21 @@ def conv2d_backward(
         )
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt + pb + pl + pr else x
     cols = _windows(xp, kh, kw, cache).transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    dout_rows = dout.transpose(0, 2, 3, 1).reshape(n * oh * ow, f)  # (N*OH*OW, F)
+    # Rows (n, oh, ow) in memory order: BLAS needs contiguous operands to be fast.
+    dout_rows = np.ascontiguousarray(dout.transpose(0, 2, 3, 1)).reshape(n * oh * ow, f)
     db = dout.sum(axis=(0, 2, 3))
     dw = (dout_rows.T @ cols).reshape(w.shape)
-    # col2im: each kernel offset (u, v) scatters onto a strided slice of the padded input.
+    # col2im: each kernel offset (u, v) scatters onto a strided slice of the padded input,
+    # accumulated channels-last (contiguous slices) and transposed back at the end.
     dcols = (dout_rows @ w.reshape(f, -1)).reshape(n, oh, ow, c, kh, kw)
-    dxp = np.zeros((n, c, hp, wp), dtype=np.result_type(dout, w))
+    dxp = np.zeros((n, hp, wp, c), dtype=np.result_type(dout, w))
     for u in range(kh):
         for v in range(kw):
             r0, c0 = u * dh, v * dw_
-            dxp[:, :, r0 : r0 + sh * (oh - 1) + 1 : sh, c0 : c0 + sw * (ow - 1) + 1 : sw] += dcols[
-                :, :, :, :, u, v
-            ].transpose(0, 3, 1, 2)
+            rows = slice(r0, r0 + sh * (oh - 1) + 1, sh)
+            columns = slice(c0, c0 + sw * (ow - 1) + 1, sw)
+            dxp[:, rows, columns, :] += dcols[:, :, :, :, u, v]
+    dxp = dxp.transpose(0, 3, 1, 2)
     dx = dxp[:, :, pt : pt + h, pl : pl + wd]
     return np.ascontiguousarray(dx), dw, db
 
