@@ -149,7 +149,7 @@ def _as_outputs(value: object, what: str) -> dict[str, np.ndarray]:
         )
     outputs = {}
     for key, v in value.items():
-        arr = np.ascontiguousarray(np.asarray(v))
+        arr = np.array(v, order="C")  # a copy; unlike ascontiguousarray, 0-d stays 0-d
         if arr.dtype.kind not in "biuf":
             raise GraderFailure(f"{what}[{key!r}] has dtype {arr.dtype}, not a number type")
         outputs[str(key)] = arr
@@ -311,6 +311,20 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
             first_problem = message if status is Status.NOT_IMPLEMENTED else f"{message} ({where})"
 
     score = round(prepared.points * passed / total, 4)
+    messages = {(r.status, (r.message or "").strip()) for r in outcomes}
+    if passed == 0 and not compare_failures and len(messages) == 1:
+        # the same runtime problem on every case (a missing function, an unfilled stub):
+        # say it once, without a case
+        status_name, message = messages.pop()
+        return Result(
+            name=prepared.name,
+            score=0.0,
+            max_score=float(prepared.points),
+            status=_STATUS_OF_CASE[status_name],
+            feedback=message or status_name,
+            output=outcome.output,
+            wall_s=outcome.wall_s,
+        )
     if passed == total:
         return Result(
             name=prepared.name,

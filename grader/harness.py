@@ -50,9 +50,9 @@ def as_array(value: Any, what: str) -> np.ndarray:
     if type(value).__module__.startswith("torch"):
         value = value.detach().cpu().numpy()
     if isinstance(value, (bool, int, float, np.generic, np.ndarray, list, tuple)):
-        arr = np.array(value)  # a copy, never a view of student memory
+        arr = np.array(value, order="C")  # a C-ordered copy (0-d stays 0-d), never a view
         if arr.dtype.kind in "biuf":
-            return np.ascontiguousarray(arr)
+            return arr
     raise BadReturn(f"{what} must be a number or an array of numbers, got {type(value).__name__}")
 
 
