@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 import zipfile
@@ -410,3 +411,102 @@ def test_combined_notebooks_document(tmp_path):
     out = batch._combine_notebooks(sorted(tmp_path.glob("*.ipynb")), tmp_path / "mods")
     assert sorted(p.name for p in out.iterdir()) == ["nb_1_layers.py", "pool.py"]
     assert "def g()" in (out / "pool.py").read_text()
+
+
+# -- the command, end to end with the real engine and sandbox -------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTIONS = ROOT / "solutions"
+MISTAKES = ROOT / "tests" / "fixtures" / "submissions" / "mistakes"
+E2E_EXERCISES = ["conv_output_size", "maxpool2d_backward", "q2_output_size"]
+
+
+def _real_class(root: Path, out: Path) -> Path:
+    root.mkdir(parents=True)
+    shutil.copytree(SOLUTIONS, root / "alice", ignore=shutil.ignore_patterns("notebooks", ".*"))
+    # bob: the solutions with the ceil-instead-of-floor mistake, zipped inside a folder
+    with zipfile.ZipFile(root / "bob.zip", "w") as zf:
+        for p in sorted(SOLUTIONS.glob("*.py")):
+            text = p.read_text()
+            if p.name == "shapes.py":
+                text += (
+                    "\n\n" + (MISTAKES / "conv_output_size__ceil_instead_of_floor.py").read_text()
+                )
+            zf.writestr(f"bob/{p.name}", text)
+    # carol: hostile. Prints a fake verdict, tries to wreck the gradebook, exits at import.
+    (root / "carol.py").write_text(
+        "import os, sys\n"
+        "print('PASSED 100/100')\n"
+        "try:\n"
+        f"    open({str(out / 'gradebook.sqlite')!r}, 'wb').write(b'owned')\n"
+        "except Exception as exc:\n"
+        "    print('blocked:', exc)\n"
+        "sys.exit(0)\n"
+    )
+    shutil.copy(SOLUTIONS / "notebooks" / "pooling.ipynb", root / "dave.ipynb")
+    _zip(root / "eve.zip", {"../../escape.py": "x = 1"})
+    return root
+
+
+@pytest.mark.slow
+def test_cnnlab_batch_end_to_end(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    out = tmp_path / "out"
+    subs = _real_class(tmp_path / "subs", out)
+    args = ["batch", str(subs), "--out", str(out), "--seed", str(seeds.DEFAULT_SEED), "-j", "2"]
+    for name in E2E_EXERCISES:
+        args += ["-e", name]
+    result = CliRunner().invoke(main, args, env={})
+    assert result.exit_code == 0, result.output
+    assert "5 graded" in result.output and "1 unreadable" in result.output
+
+    with Gradebook(out / "gradebook.sqlite") as book:  # still a gradebook: carol wrote nothing
+        rows = {r.student: r for r in book.submissions()}
+    assert set(rows) == {"alice", "bob", "carol", "dave", "eve"}
+    points = sum(s.points for s in all_specs() if s.name in E2E_EXERCISES)
+    assert rows["alice"].score == rows["alice"].max_score == points
+    bob = {r.name: r for r in rows["bob"].results}
+    assert bob["conv_output_size"].status is Status.FAILED
+    assert bob["conv_output_size"].mistake == "ceil_instead_of_floor"
+    assert bob["maxpool2d_backward"].status is Status.PASSED
+    assert rows["carol"].score == 0 and rows["carol"].status == GRADED
+    assert all(not r.passed for r in rows["carol"].results)
+    dave = {r.name: r for r in rows["dave"].results}  # one notebook: only pooling is there
+    assert dave["maxpool2d_backward"].passed and not dave["conv_output_size"].passed
+    assert rows["eve"].status == UNREADABLE and "unsafe path" in rows["eve"].message
+    assert not (tmp_path / "escape.py").exists()
+
+    lines = (out / "grades.csv").read_text().splitlines()
+    assert lines[0].startswith("student,assignment,total,max_total,conv_output_size")
+    assert len(lines) == 6 and lines[1].startswith(f"alice,cnn,{points:g},{points:g},")
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "ceil" in (out / "feedback" / "cnn" / "bob.md").read_text()
+
+    again = CliRunner().invoke(main, [*args, "--resume"], env={})
+    assert again.exit_code == 0, again.output
+    assert "5 already graded" in again.output  # the same bytes give the same outcome
+
+    no_secret = CliRunner().invoke(main, ["batch", str(subs), "--out", str(out)], env={})
+    assert no_secret.exit_code == 2 and "--seed N" in no_secret.output
+
+
+def test_cnnlab_batch_bad_input(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    runner = CliRunner()
+    missing = runner.invoke(main, ["batch", str(tmp_path / "nope"), "--seed", "1"], env={})
+    assert missing.exit_code == 2 and "no such folder" in missing.output
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "a.py").write_text("")
+    typo = runner.invoke(main, ["batch", str(tmp_path / "subs"), "--seed", "1", "-e", "maxpol"])
+    assert typo.exit_code == 2 and "cnnlab list" in typo.output
+    both = runner.invoke(
+        main, ["batch", str(tmp_path / "subs"), "--seed", "1", "--secret-file", "s"], env={}
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    assert "Traceback" not in missing.output + typo.output + both.output
