@@ -655,8 +655,11 @@ def header_line(seed: int | None, student: str | None, command: str = "generate"
     """What the first line of every generated file says about how to regenerate it.
 
     A per-student file names the student, not the seed (the seed is derived from the course
-    secret and must stay unknown to the student).
+    secret and must stay unknown to the student); a released file never names its seed (it is
+    the seed the instructor grades with).
     """
+    if command == "release":
+        return "cnnlab release" + (f" --student {student}" if student is not None else "")
     if student is not None:
         return f"cnnlab {command} --student {student}"
     return f"cnnlab {command} --seed {seed}"
@@ -768,13 +771,14 @@ def render_topic(
     seed: int,
     solution: bool,
     student: str | None = None,
+    command: str = "generate",
 ) -> str:
     """One generated Python module: ``exercises/<topic>.py`` or ``solutions/<topic>.py``."""
     env = template_env()
     context = {
         "topic": topic,
         "title": TOPIC_TITLES.get(topic, topic.replace("_", " ").capitalize()),
-        "header": header_line(seed, student),
+        "header": header_line(seed, student, command),
         "solution": solution,
         "specs": list(specs),
     }
@@ -861,6 +865,7 @@ def render_notebook(
     seed: int,
     solution: bool,
     student: str | None = None,
+    command: str = "generate",
 ) -> str:
     """The nbgrader notebook of a topic (``solution=True``: the nbgrader *source* version,
     solutions between ``### BEGIN SOLUTION`` / ``### END SOLUTION``)."""
@@ -870,20 +875,25 @@ def render_notebook(
     text = env.get_template("notebook.j2").render(
         topic=topic,
         title=TOPIC_TITLES.get(topic, topic.replace("_", " ").capitalize()),
-        header=header_line(seed, student),
+        header=header_line(seed, student, command),
         solution=solution,
         specs=list(specs),
         code=code,
         questions=questions,
         seed=seed,
-        hidden_seed=student is None,
+        hidden_seed=student is None and command == "generate",
         json=json,
     )
     return notebook_json(cells_from_template(text))
 
 
 def render_readme(
-    specs: Sequence[ExerciseSpec], *, seed: int, student: str | None = None, bundle: bool = False
+    specs: Sequence[ExerciseSpec],
+    *,
+    seed: int,
+    student: str | None = None,
+    bundle: bool = False,
+    command: str = "generate",
 ) -> str:
     """The student README (``exercises/README.md``, and the bundle's README)."""
     return (
@@ -892,7 +902,7 @@ def render_readme(
         .render(
             topics=topics_of(specs),
             titles=TOPIC_TITLES,
-            header=header_line(seed, student),
+            header=header_line(seed, student, command),
             total=sum(s.points for s in specs),
             bundle=bundle,
             questions_topic=QUESTIONS_TOPIC,
@@ -906,6 +916,7 @@ def render_problem_set(
     seed: int,
     student: str | None = None,
     notebooks: bool = True,
+    command: str = "generate",
 ) -> dict[str, str]:
     """Every generated file as text, keyed by its path relative to the output folder.
 
@@ -921,20 +932,17 @@ def render_problem_set(
         raise ConfigError("no exercises are registered: nothing to generate")
     files: dict[str, str] = {}
     for topic, group in topics_of(specs):
-        files[f"exercises/{topic}.py"] = render_topic(
-            topic, group, seed=seed, solution=False, student=student
-        )
-        files[f"solutions/{topic}.py"] = render_topic(
-            topic, group, seed=seed, solution=True, student=student
-        )
+        how = {"seed": seed, "student": student, "command": command}
+        files[f"exercises/{topic}.py"] = render_topic(topic, group, solution=False, **how)
+        files[f"solutions/{topic}.py"] = render_topic(topic, group, solution=True, **how)
         if notebooks:
             files[f"exercises/notebooks/{topic}.ipynb"] = render_notebook(
-                topic, group, seed=seed, solution=False, student=student
+                topic, group, solution=False, **how
             )
             files[f"solutions/notebooks/{topic}.ipynb"] = render_notebook(
-                topic, group, seed=seed, solution=True, student=student
+                topic, group, solution=True, **how
             )
-    files["exercises/README.md"] = render_readme(specs, seed=seed, student=student)
+    files["exercises/README.md"] = render_readme(specs, seed=seed, student=student, command=command)
     return dict(sorted(files.items()))
 
 
