@@ -10,6 +10,7 @@ from grader.commands.export import export
 from grader.commands.generate import generate_command
 from grader.commands.grade import grade_command
 from grader.commands.list_ import list_exercises
+from grader.commands.release import release_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,3 +30,4 @@ main.add_command(batch)
 main.add_command(grade_command)
 main.add_command(generate_command)
 main.add_command(export)
+main.add_command(release_command)
