@@ -1,0 +1,133 @@
+"""`cnnlab grade` end to end: CliRunner for output and files, a real subprocess for exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+from grading_support import MISTAKES, PLAIN_LOOPS, build_mistake_submission, write_stubs
+
+from grader.cli import main
+
+FEW = ["-e", "conv_output_size", "-e", "dense_params"]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, ["grade", *args], catch_exceptions=False)
+
+
+def test_passing_submission_table_seed_and_reports(tmp_path):
+    out = tmp_path / "deep" / "dir"
+    result = _invoke(
+        str(PLAIN_LOOPS),
+        *FEW,
+        "--seed",
+        "12",
+        "--json",
+        str(out / "r.json"),
+        "--gradescope",
+        str(out / "gs.json"),
+        "--junit",
+        str(out / "j.xml"),
+    )
+    assert result.exit_code == 0, result.output
+    assert "conv_output_size" in result.output and "passed" in result.output
+    assert f"repeat with: cnnlab grade {PLAIN_LOOPS} --seed 12" in result.output
+    doc = json.loads((out / "r.json").read_text())
+    assert doc["seed"] == 12 and [e["status"] for e in doc["exercises"]] == ["passed", "passed"]
+    assert doc["score"] == doc["max_score"] == 3
+    gs = json.loads((out / "gs.json").read_text())
+    assert [t["status"] for t in gs["tests"]] == ["passed", "passed"]
+    assert len(ET.parse(out / "j.xml").getroot().find("testsuite").findall("testcase")) == 2
+
+
+def test_without_seed_a_fresh_one_is_printed(tmp_path):
+    seeds = set()
+    for _ in range(2):
+        result = _invoke(str(PLAIN_LOOPS), "-e", "dense_params", "--json", str(tmp_path / "r.json"))
+        assert result.exit_code == 0
+        seed = json.loads((tmp_path / "r.json").read_text())["seed"]
+        assert f"--seed {seed}" in result.output
+        seeds.add(seed)
+    assert len(seeds) == 2
+
+
+def test_mistake_submission_exits_1_and_names_the_mistake(tmp_path):
+    folder = build_mistake_submission(
+        tmp_path, "conv_output_size", MISTAKES / "conv_output_size__ceil_instead_of_floor.py"
+    )
+    result = _invoke(str(folder), *FEW, "--seed", "3", "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    first = doc["exercises"][0]
+    assert first["status"] == "failed" and first["mistake"] == "ceil_instead_of_floor"
+    assert "ceil instead of floor" in first["feedback"]
+
+
+def test_unfilled_stubs_are_not_implemented(tmp_path):
+    stubs = write_stubs(tmp_path / "stubs")
+    result = _invoke(str(stubs), *FEW, "--seed", "1", "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert {e["status"] for e in doc["exercises"]} == {"not_implemented"}
+    assert "Exercise 1.1: conv_output_size" in doc["exercises"][0]["feedback"]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["does/not/exist"], "no such"),
+        ([str(PLAIN_LOOPS), "-e", "maxpool2d_backwrd"], "Did you mean 'maxpool2d_backward'"),
+        ([str(PLAIN_LOOPS), "--seed", "-4"], "--seed"),
+        ([str(PLAIN_LOOPS), "--json", "/"], "is a folder"),
+    ],
+)
+def test_bad_invocations_exit_2_with_a_clear_message(args, needle):
+    result = CliRunner().invoke(main, ["grade", *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert "Traceback" not in result.output
+
+
+def test_notebook_that_is_not_json_exits_2(tmp_path):
+    nb = tmp_path / "hw.ipynb"
+    nb.write_text("{ this is not json")
+    result = CliRunner().invoke(main, ["grade", str(nb)])
+    assert result.exit_code == 2
+    assert "hw.ipynb" in result.output and "Traceback" not in result.output
+
+
+def test_existing_report_is_not_clobbered_when_grading_fails_to_start(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("previous")
+    result = CliRunner().invoke(main, ["grade", "missing/", "--json", str(report)])
+    assert result.exit_code == 2
+    assert report.read_text() == "previous"
+
+
+@pytest.mark.slow
+def test_exit_codes_in_a_real_subprocess(tmp_path):
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-c", "from grader.cli import main; main()", "grade", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    ok = run(str(PLAIN_LOOPS), "-e", "dense_params", "--seed", "5")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "dense_params" in ok.stdout and "passed" in ok.stdout
+    folder = build_mistake_submission(
+        tmp_path, "dense_params", MISTAKES / "dense_params__bias_forgotten.py"
+    )
+    failed = run(str(folder), "-e", "dense_params", "--seed", "5")
+    assert failed.returncode == 1 and "bias forgotten" in failed.stdout
+    bad = run(str(tmp_path / "nope"), "-e", "dense_params")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "no such" in bad.stderr
