@@ -331,7 +331,7 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
             score=float(prepared.points),
             max_score=float(prepared.points),
             status=Status.PASSED,
-            feedback=f"all {total} cases passed",
+            feedback=f"all {total} cases passed" if total > 1 else "the check passed",
             output=outcome.output,
             wall_s=outcome.wall_s,
         )
