@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import importlib
 
-TOPICS = ("shapes", "params", "layers", "pooling", "receptive", "questions")
+TOPICS = (
+    "shapes",
+    "params",
+    "layers",
+    "pooling",
+    "receptive",
+    "saliency",
+    "transfer",
+    "architectures",
+    "questions",
+)
 
 for _topic in TOPICS:
     importlib.import_module(f"grader.exercises.{_topic}")
