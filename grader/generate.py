@@ -382,6 +382,8 @@ def function_code(
     module, name = function.__module__, function.__name__
     index = _module_index(module)
     node = index.defs.get(name)
+    if isinstance(node, ast.ClassDef):
+        return _class_code(index, node, renames)
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise GraderFailure(f"{module}.{name} is not a top-level function; cannot generate it")
     if ast.get_docstring(node) is None:
@@ -427,6 +429,57 @@ def plan_renames(functions: Sequence[Callable[..., Any]]) -> dict[tuple[str, str
     return renames
 
 
+def _class_methods(node: ast.ClassDef) -> tuple[ast.FunctionDef, ast.FunctionDef] | None:
+    methods = {m.name: m for m in node.body if isinstance(m, ast.FunctionDef)}
+    if "__init__" in methods and "forward" in methods:
+        return methods["__init__"], methods["forward"]
+    return None
+
+
+def _class_code(
+    index: _ModuleIndex, node: ast.ClassDef, renames: dict[tuple[str, str], str] | None
+) -> FunctionCode:
+    """A reference *class* (an ``nn.Module`` the student builds, e.g. a ResNet block).
+
+    The stub keeps the class line and docstring, ``__init__`` with its docstring and only
+    ``super().__init__()``, and ``forward`` with its docstring; the stub's ``raise`` goes in
+    ``forward`` (the header ends there). The solution is the whole class.
+    """
+    where = f"{index.name}.{node.name}"
+    methods = _class_methods(node)
+    if ast.get_docstring(node) is None or methods is None:
+        raise GraderFailure(
+            f"{where}: a reference class needs a docstring, __init__ and forward to be generated"
+        )
+
+    def upto_docstring(n: ast.FunctionDef) -> str:
+        first, _ = _segment_lines(index, n)
+        body0 = n.body[0]
+        has_doc = isinstance(body0, ast.Expr) and isinstance(body0.value, ast.Constant)
+        end = (body0.end_lineno or body0.lineno) if has_doc else body0.lineno - 1
+        return "".join(index.lines[first - 1 : end])
+
+    def body_indent(n: ast.FunctionDef) -> str:
+        line = index.lines[n.body[-1].lineno - 1]
+        return line[: len(line) - len(line.lstrip())]
+
+    init, forward = methods
+    class_head = "".join(index.lines[node.lineno - 1 : node.body[0].end_lineno or node.lineno])
+    header = (
+        class_head.rstrip("\n")
+        + "\n\n"
+        + upto_docstring(init).rstrip("\n")
+        + f"\n{body_indent(init)}super().__init__()\n\n"
+        + upto_docstring(forward).rstrip("\n")
+        + "\n"
+    )
+    collector = _Collector(renames=dict(renames or {}))
+    collector.add(index.name, node.name)
+    full = collector.found.pop((index.name, node.name)).text
+    deps = tuple(sorted(collector.found.values(), key=_definition_key))
+    return FunctionCode(node.name, header, body_indent(forward), full, deps)
+
+
 def _definition_key(d: Definition) -> tuple[int, str, int, str]:
     return (0 if d.kind == "import" else 1, d.module, d.order, d.name)
 
@@ -435,6 +488,11 @@ def _header_names(function: Callable[..., Any]) -> set[str]:
     """Names used by a function's decorators, signature and annotations (not its body)."""
     function = inspect.unwrap(function)
     node = _module_index(function.__module__).defs[function.__name__]
+    if isinstance(node, ast.ClassDef):  # a reference class: its bases and method signatures
+        class_parts: list[ast.AST] = [*node.decorator_list, *node.bases]
+        for method in _class_methods(node) or ():
+            class_parts += [method.args, *([method.returns] if method.returns else [])]
+        return {n.id for part in class_parts for n in ast.walk(part) if isinstance(n, ast.Name)}
     assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     parts: list[ast.AST] = [*node.decorator_list, node.args]
     if node.returns is not None:

@@ -355,6 +355,8 @@ def block(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndar
         if not isinstance(out, torch.Tensor):
             raise BadReturn(f"the forward pass must return a tensor, got {type(out).__name__}")
         out_shape = np.asarray(tuple(out.shape), dtype=np.int64)
+    except NotImplementedError:
+        raise
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
         print(f"the forward pass of {function}(...) on x {tuple(x.shape)} failed: {exc}")
         out_shape = np.full(x.dim(), -1, dtype=np.int64)
