@@ -29,6 +29,7 @@ import importlib.machinery
 import io
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -173,7 +174,11 @@ class StudentCode:
             else:
                 module = importlib.import_module(name)
         except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's
-            self.errors[name] = self.describe(exc)
+            if isinstance(exc, SystemExit):
+                shown = self.display_module(name)
+                self.errors[name] = f"{shown} called sys.exit({exc.code!r}) while being imported"
+            else:
+                self.errors[name] = self.describe(exc)
             return None
         self.loaded[name] = module
         return module
@@ -196,8 +201,11 @@ class StudentCode:
             value = module.__dict__.get(function)
             if value is not None and callable(value):
                 return value
-        if hint in self.errors:
-            raise MissingFunction(f"{self.errors[hint]} (so {function} could not be loaded)")
+        pattern = re.compile(rf"^\s*(async\s+)?def\s+{re.escape(function)}\s*\(", re.MULTILINE)
+        owners = [n for n, src in self.sources.items() if pattern.search(src)]
+        for name in [*owners, hint]:
+            if name in self.errors:  # the module that defines it (or should) did not import
+                raise MissingFunction(f"{self.errors[name]} (so {function} could not be loaded)")
         message = (
             f"no function named {function!r} in your submission (looked in: {', '.join(looked)})"
         )
@@ -238,8 +246,6 @@ class StudentCode:
             return _short(f"{kind}: {text}" if text else kind)
         func, shown, line = where
         place = f"{shown}, line {line}" if func == "<module>" else f"{func} ({shown}, line {line})"
-        if func == "<module>":
-            return _short(f"{kind} in {place}" + (f": {text}" if text else ""))
         return _short(f"{kind} in {place}" + (f": {text}" if text else ""))
 
 

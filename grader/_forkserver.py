@@ -34,6 +34,7 @@ def _preload(preload_torch: bool) -> list[str]:
     import functools  # noqa: F401
     import itertools  # noqa: F401
     import math  # noqa: F401
+    import subprocess  # noqa: F401 - loads _posixsubprocess, which the child neuters
     import typing  # noqa: F401
 
     import numpy as np
@@ -108,6 +109,10 @@ def main() -> None:
     # Nothing printed by a library may corrupt the protocol: stdout is ours alone.
     sys.stdout = sys.stderr
     grader_modules = _preload(preload_torch)
+    # The bootstrap put the repository on sys.path to import the grader; the children need
+    # no more of it (cnnref/, solutions/ must not even be findable).
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["grader"].__file__)))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != repo]
     with open("/proc/self/statm", "rb") as fh:
         vm = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     _send(out, {"event": "ready", "pid": os.getpid(), "vm_bytes": vm, "modules": grader_modules})

@@ -164,6 +164,7 @@ def make_hook(policy: Policy):  # noqa: C901 - one flat decision table reads bes
     write_events, list_events = WRITE_PATH_EVENTS, LIST_EVENTS
     write_flags = _WRITE_FLAGS
     realpath, isdir = _real, os.path.isdir
+    reimport_blocked = frozenset(REIMPORT_BLOCKED)
 
     def refuse(what: str) -> None:
         raise PermissionError(f"{what} is not allowed in graded code")
@@ -199,6 +200,8 @@ def make_hook(policy: Policy):  # noqa: C901 - one flat decision table reads bes
             top = name.split(".", 1)[0]
             if top in blocked:
                 refuse(f"importing {name!r}")
+            if name in reimport_blocked:
+                refuse(f"importing a fresh copy of {name!r}")
             if top == "grader" and name not in allowed_grader:
                 refuse(f"importing the grader's module {name!r}")
             filename = args[1]
@@ -230,28 +233,41 @@ def make_hook(policy: Policy):  # noqa: C901 - one flat decision table reads bes
     return hook
 
 
-def block_threads() -> None:
-    """Replace ``_thread.start_new_thread`` (Python 3.11 has no audit event for it).
+#: Modules whose fresh copy would undo :func:`neuter`: importing them again is refused.
+REIMPORT_BLOCKED = ("_posixsubprocess", "_thread", "_ctypes")
 
-    Best effort: threads die with the child anyway, and ``RLIMIT_NPROC``/``RLIMIT_AS`` bound
-    how many can exist. numpy and torch do not need Python threads for the harnesses.
+
+def neuter() -> None:
+    """Replace the process and thread starters that Python 3.11 does not audit.
+
+    ``_posixsubprocess.fork_exec`` (what ``subprocess`` uses after its audited ``Popen``
+    event) and ``_thread.start_new_thread`` raise no audit event, so the child replaces them
+    with functions that refuse; a fresh copy of those modules (``importlib`` on their spec)
+    raises an ``import`` event, which the hook refuses. Threads die with the child anyway,
+    and ``RLIMIT_AS``/``RLIMIT_NPROC`` bound how many can exist; numpy and torch do not
+    need Python threads for the harnesses.
     """
+    import _posixsubprocess
     import _thread
     import threading
 
     def start_new_thread(*args: object, **kwargs: object) -> int:
         raise PermissionError("starting a thread is not allowed in graded code")
 
+    def fork_exec(*args: object, **kwargs: object) -> int:
+        raise PermissionError("starting a process is not allowed in graded code")
+
     _thread.start_new_thread = start_new_thread  # type: ignore[assignment]
     if hasattr(_thread, "start_new"):
         _thread.start_new = start_new_thread  # type: ignore[attr-defined]
     threading._start_new_thread = start_new_thread  # type: ignore[attr-defined]
+    _posixsubprocess.fork_exec = fork_exec  # type: ignore[attr-defined]
 
 
 def install(policy: Policy) -> None:
-    """Add the hook for ``policy`` to this interpreter, for good, and block threads.
+    """Add the hook for ``policy`` to this interpreter for good; neuter the unaudited starters.
 
     No reference to the hook is kept anywhere but in the interpreter's hook list.
     """
-    block_threads()
+    neuter()
     sys.addaudithook(make_hook(policy))
