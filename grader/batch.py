@@ -449,6 +449,30 @@ def _close_sandbox() -> None:
             _SANDBOX = None
 
 
+#: Prepared exercises (cases and expected outputs) kept per worker, keyed by
+#: (seed, exercises): with one seed for everyone the reference runs once per worker instead of
+#: once per submission. Per-student seeds never repeat, so only the last few are kept.
+_PREPARED: dict[tuple[int, tuple[str, ...] | None], list[Any]] = {}
+_PREPARED_KEEP = 2
+
+
+def _prepared(seed: int, exercises: tuple[str, ...] | None) -> list[Any]:
+    """``engine.prepare_all`` for (seed, exercises), cached unless preparing failed."""
+    from grader import engine, registry
+    from grader.results import Result as _Result
+
+    key = (seed, exercises)
+    cached = _PREPARED.get(key)
+    if cached is not None:
+        return cached
+    prepared = engine.prepare_all(registry.select(list(exercises) if exercises else None), seed)
+    if not any(isinstance(p, _Result) for p in prepared):  # a failed prepare is retried
+        while len(_PREPARED) >= _PREPARED_KEEP:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[key] = prepared
+    return prepared
+
+
 def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -> SubmissionResult:
     """Grade one entry with the engine in this process's sandbox (zip: extracted to a
     temporary folder first, removed afterwards).
@@ -458,6 +482,7 @@ def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -
         GraderFailure: the grader failed.
     """
     from grader import engine
+    from grader.submission import load_submission
 
     with tempfile.TemporaryDirectory(prefix="cnnlab-batch-") as tmp:
         tmp_path = Path(tmp)
@@ -470,12 +495,13 @@ def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -
             target, notebooks = resolve_gradable(folder)
             if notebooks:
                 target = _combine_notebooks(notebooks, tmp_path / "notebooks")
-        result = engine.grade(
-            target,
+        submission = load_submission(target)
+        result = engine.grade_prepared(
+            submission,
+            _prepared(engine.check_seed(seed), exercises),
             seed=seed,
-            exercises=list(exercises) if exercises else None,
-            student=entry.student,
             sandbox=_sandbox(),
+            student=entry.student,
         )
     return SubmissionResult(
         seed=result.seed,
