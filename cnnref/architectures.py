@@ -717,7 +717,7 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int = 8, *, widths: tuple[int, int, int] = (32, 64, 128)
+        self, num_classes: int = 8, *, widths: tuple[int, int, int] = (16, 32, 64)
     ) -> None:
         super().__init__()
         stages = []

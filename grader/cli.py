@@ -10,7 +10,9 @@ from grader.commands.export import export
 from grader.commands.generate import generate_command
 from grader.commands.grade import grade_command
 from grader.commands.list_ import list_exercises
+from grader.commands.pretrain import pretrain
 from grader.commands.release import release_command
+from grader.commands.saliency import saliency
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,3 +33,5 @@ main.add_command(grade_command)
 main.add_command(generate_command)
 main.add_command(export)
 main.add_command(release_command)
+main.add_command(pretrain)
+main.add_command(saliency)
