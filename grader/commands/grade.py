@@ -46,6 +46,17 @@ CASES_ENV = "CNNLAB_CASES_DIR"
     help="Grade against saved public check cases (a student bundle without the reference); "
     f"default ${CASES_ENV}.",
 )
+@click.option(
+    "--student",
+    metavar="ID",
+    help="Grade this student's variant: the seed is derived from the course secret and the id.",
+)
+@click.option(
+    "--secret-file",
+    metavar="FILE",
+    help="Course secret for --student (default $CNNLAB_COURSE_SECRET_FILE, "
+    "else $CNNLAB_COURSE_SECRET).",
+)
 @translate_errors
 def grade_command(
     path: str,
@@ -55,6 +66,8 @@ def grade_command(
     gradescope_path: str | None,
     junit_path: str | None,
     cases_dir: str | None,
+    student: str | None = None,
+    secret_file: str | None = None,
 ) -> None:
     """Grade your code: run every exercise on random check cases and show what went wrong.
 
@@ -67,8 +80,18 @@ def grade_command(
       cnnlab grade                              # the exercises/ folder
       cnnlab grade exercises/ -e maxpool2d_backward
       cnnlab grade my_solutions.ipynb --seed 7 --json out/results.json
+      cnnlab grade submissions/s1234/ --student s1234 --secret-file ~/course.secret
     """
     from grader import engine
+
+    problem_seed = None
+    if student is not None:
+        from grader.errors import ConfigError
+        from grader.seeds import derive_seed, load_secret
+
+        if seed is not None:
+            raise ConfigError("pass either --seed or --student: a student's seed is derived")
+        seed = problem_seed = derive_seed(load_secret(secret_file), student)
 
     reports = {
         "--json": json_path,
@@ -81,6 +104,8 @@ def grade_command(
         seed=seed,
         exercises=list(exercises) or None,
         cases_dir=Path(cases_dir) if cases_dir else None,
+        student=student,
+        problem_seed=problem_seed,
     )
     texts = {
         "--json": lambda: render.json_report(result),
