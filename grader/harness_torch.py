@@ -414,3 +414,29 @@ def fine_tune(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.
     shortfall = max(0.0, float(case["target_accuracy"]) - accuracy)
     print(f"held-out accuracy {accuracy:.3f} (target {float(case['target_accuracy']):.2f})")
     return {"accuracy_shortfall": np.asarray(round(shortfall, 6), dtype=np.float64)}
+
+
+# ----------------------------------------------------------------------------- speed
+
+
+def single_threaded(fn):
+    """Run ``fn`` with one torch thread (restored afterwards).
+
+    The models here are tiny: on a busy machine torch's thread pool makes them 10-20x slower
+    than one thread. The parent wraps its reference and known-mistake computations with this;
+    the sandboxed child already runs with one thread.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper

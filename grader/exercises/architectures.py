@@ -15,11 +15,13 @@ from torch import nn
 
 from cnnref import architectures
 from grader.exercises._common import case
+from grader.harness_torch import single_threaded
 from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
 
 TORCH = frozenset({"torch"})
 
 
+@single_threaded
 def _outputs(module: nn.Module | None, x: np.ndarray, *, num_params: int | None = None) -> Outputs:
     """What the ``block`` harness reports for ``module`` (``-1`` shape when forward fails)."""
     count = num_params if num_params is not None else sum(p.numel() for p in module.parameters())

@@ -14,10 +14,11 @@ import torch
 
 from cnnref import saliency
 from grader.exercises._common import case
-from grader.harness_torch import saliency_net, state_arrays
+from grader.harness_torch import saliency_net, single_threaded, state_arrays
 from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
 
 
+@single_threaded
 def _cases(rng: np.random.Generator) -> list[Case]:
     r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
     specs = [
@@ -92,6 +93,7 @@ def _targets(c: Case) -> torch.Tensor:
     return torch.as_tensor(c["target"], dtype=torch.int64)
 
 
+@single_threaded
 def _reference(c: Case) -> Outputs:
     model = _model(c)
     model.train()
@@ -101,6 +103,7 @@ def _reference(c: Case) -> Outputs:
     return {"saliency": result.numpy(), "state_kept": np.asarray(1, dtype=np.int64)}
 
 
+@single_threaded
 def _variant(
     c: Case,
     *,

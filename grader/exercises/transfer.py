@@ -17,6 +17,7 @@ from grader.harness_torch import (
     feature_net,
     load_weights,
     param_group_modules,
+    single_threaded,
     state_arrays,
     transfer_net,
 )
@@ -25,6 +26,7 @@ from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
 TORCH = frozenset({"torch"})
 
 
+@single_threaded
 def _transfer_case(rng: np.random.Generator, head: str, **extra) -> dict:
     """Weights of a :func:`transfer_net` drawn from ``rng`` (through a torch seed)."""
     in_channels, source_classes, width = int(rng.integers(1, 4)), int(rng.integers(5, 9)), 4
@@ -217,6 +219,7 @@ def _head_outputs(c: Case, how: str) -> Outputs:
     return outputs
 
 
+@single_threaded
 def _head_reference(c: Case) -> Outputs:
     # Run the reference for real and check it agrees with the description of its outputs.
     model = _build(c)
@@ -416,6 +419,7 @@ register(
 TARGET_ACCURACY = 0.85
 
 
+@single_threaded
 def _fine_tune_cases(rng: np.random.Generator) -> list[Case]:
     """Class clusters in a 16-d input space (shaped as 1x4x4 images); the frozen base is a
     random two-layer ReLU network, so its features keep the clusters apart."""
@@ -459,6 +463,7 @@ def _fine_tune_cases(rng: np.random.Generator) -> list[Case]:
     return cases
 
 
+@single_threaded
 def _fine_tune_reference(c: Case) -> Outputs:
     """Check that the reference ``fit`` reaches the target on this case (else the case is
     unfair and the grader fails loudly); the expected shortfall is then 0."""
