@@ -451,6 +451,7 @@ def pretrain(
     from cnnref import data
     from cnnref.architectures import SmallCNN
 
+    select_device(device)  # fail before drawing any data
     if out is not None:
         out = Path(out)
         if out.suffix != ".pt":
