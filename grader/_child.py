@@ -354,6 +354,7 @@ def child_main(req: dict[str, Any], sync_fd: int) -> NoReturn:
             forbidden=tuple(req["policy"]["forbidden"]),
             blocked_modules=tuple(req["policy"]["blocked_modules"]),
             allowed_grader_modules=tuple(req["policy"]["allowed_grader_modules"]),
+            library_dirs=tuple(req["policy"].get("library_dirs", ())),
         )
         harness = HARNESSES[req["harness"]]
     except BaseException as exc:  # noqa: BLE001 - a grader fault, reported through the pipe

@@ -68,7 +68,6 @@ FOREIGN_EVENTS = frozenset(
         "socket.getaddrinfo",
         "socket.gethostbyname",
         "socket.gethostbyaddr",
-        "ctypes.dlopen",
         "ctypes.dlsym",
         "ctypes.dlsym/handle",
         "ctypes.string_at",
@@ -121,12 +120,15 @@ class Policy:
         forbidden: absolute paths (files or folders) the child may not open or list.
         blocked_modules: top-level module names that may never be imported.
         allowed_grader_modules: ``grader`` modules the child may keep importing (preloaded).
+        library_dirs: folders (site-packages) whose shared libraries ``ctypes`` may load by
+            absolute path, as ``import torch`` does; any other ``ctypes.dlopen`` is refused.
     """
 
     workdir: str
     forbidden: tuple[str, ...] = ()
     blocked_modules: tuple[str, ...] = ("cnnref", "solutions")
     allowed_grader_modules: tuple[str, ...] = ()
+    library_dirs: tuple[str, ...] = ()
 
 
 def _real(path: object) -> str | None:
@@ -165,6 +167,7 @@ def make_hook(policy: Policy):  # noqa: C901 - one flat decision table reads bes
     write_flags = _WRITE_FLAGS
     realpath, isdir = _real, os.path.isdir
     reimport_blocked = frozenset(REIMPORT_BLOCKED)
+    library_dirs = tuple(os.path.realpath(p) for p in policy.library_dirs)
 
     def refuse(what: str) -> None:
         raise PermissionError(f"{what} is not allowed in graded code")
@@ -227,6 +230,13 @@ def make_hook(policy: Policy):  # noqa: C901 - one flat decision table reads bes
             path = realpath(args[0])
             if path is not None:
                 check_read(path, "changing into")
+        elif event == "ctypes.dlopen":
+            name = args[0]
+            path = realpath(name) if isinstance(name, (str, bytes)) and name else None
+            if path is None or not os.path.isabs(os.fsdecode(name)):
+                refuse("ctypes.dlopen")
+            if not _inside(path, library_dirs) or _inside(path, forbidden):
+                refuse(f"ctypes.dlopen of {path!r}")
         elif event == "sys.addaudithook":
             refuse("adding an audit hook")
 

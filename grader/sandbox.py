@@ -176,6 +176,16 @@ def _unprivileged_user() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _library_dirs() -> list[str]:
+    """Where ``import torch`` may ``ctypes``-load its shared libraries from: site-packages."""
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    dirs.update(site.getsitepackages())
+    return sorted(dirs)
+
+
 def _minimal_env(workdir: str) -> dict[str, str]:
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -456,6 +466,7 @@ class Sandbox:
                 "forbidden": self.forbidden,
                 "blocked_modules": ["cnnref", "solutions"],
                 "allowed_grader_modules": [],  # the server fills in what it preloaded
+                "library_dirs": _library_dirs(),
             },
         }
         try:

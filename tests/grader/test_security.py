@@ -42,6 +42,9 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "depthwise_separable_macs": [
         {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "out_h": 2, "out_w": 2}
     ],
+    "conv2d_macs": [
+        {"in_channels": 3, "out_channels": 4, "kernel_size": 3, "out_h": 2, "out_w": 2}
+    ],
     "dense_forward": [{"x": np.ones((2, 3)), "w": np.ones((3, 4)), "b": np.zeros(4)}],
     "maxpool2d_forward": [{"x": np.ones((1, 1, 4, 4)), "pool_size": 2}],
 }
@@ -75,6 +78,7 @@ TABLE = [
     Row(4, "case04_fork_bomb.py", "conv2d_params", "error", "starting a thread is not allowed"),
     Row(4, "case04_fork_bomb.py", "depthwise_separable_params", "error", "subprocess.Popen"),
     Row(4, "case04_fork_bomb.py", "depthwise_separable_macs", "error", "starting a process"),
+    Row(4, "case04_fork_bomb.py", "conv2d_macs", "error", "ctypes.dlopen is not allowed"),
     Row(5, "case05_leftover_processes.py", "conv_output_size", "ok", "", [30, 3]),
     Row(6, "case06_sys_exit.py", "conv_output_size", "error", "exited (sys.exit(0)) before"),
     Row(6, "case06_sys_exit.py", "conv2d_params", "error", "KeyboardInterrupt in conv2d_params"),

@@ -1,0 +1,254 @@
+"""grader.sandbox: statuses, messages, partial results, notebooks, grader faults, overhead."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import textwrap
+import time
+
+import nbformat
+import numpy as np
+import pytest
+
+from grader.errors import GraderFailure
+from grader.sandbox import Limits, Sandbox
+from grader.submission import load_submission
+
+CASE = {"n_in": 32, "kernel_size": 3}
+CORRECT = """
+def conv_output_size(n_in, kernel_size, stride=1, padding=0, dilation=1):
+    return (n_in + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+"""
+
+
+@pytest.fixture(scope="module")
+def box():
+    with Sandbox(Limits(wall_s=2.0, cpu_s=2.0)) as sandbox:
+        sandbox.start()
+        yield sandbox
+
+
+def write(tmp_path, name, source):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def run(box, path, function="conv_output_size", cases=(CASE,), **kw):
+    return box.run(
+        load_submission(path), harness="call", function=function, cases=list(cases), **kw
+    )
+
+
+def test_correct_function_returns_plain_arrays_and_output(box, tmp_path):
+    path = write(tmp_path, "sol.py", CORRECT.replace("    return", "    print('hi')\n    return"))
+    outcome = run(box, path, cases=[CASE, {"n_in": 7, "kernel_size": 2, "stride": 2}])
+    assert [c.status for c in outcome.cases] == ["ok", "ok"]
+    assert [c.outputs["out"].item() for c in outcome.cases] == [30, 3]
+    assert type(outcome.cases[0].outputs["out"]) is np.ndarray
+    assert outcome.output == "hi\nhi\n"
+    assert outcome.wall_s > 0
+
+
+def test_stub_is_not_implemented_with_its_message(box, tmp_path):
+    path = write(
+        tmp_path,
+        "shapes.py",
+        """
+        def conv_output_size(n_in, kernel_size, stride=1, padding=0, dilation=1):
+            raise NotImplementedError("Exercise 1.1: conv_output_size")
+        """,
+    )
+    (case,) = run(box, path).cases
+    assert case.status == "not_implemented"
+    assert case.message == "NotImplementedError: Exercise 1.1: conv_output_size"
+
+
+def test_error_message_names_function_file_line(box, tmp_path):
+    path = write(
+        tmp_path,
+        "pooling.py",
+        """
+        def helper(values):
+            return values[5]
+
+        def conv_output_size(n_in, kernel_size, stride=1, padding=0, dilation=1):
+            return helper([1, 2])
+        """,
+    )
+    (case,) = run(box, path).cases
+    assert case.status == "error"
+    assert case.message == "IndexError in helper (pooling.py, line 3): list index out of range"
+
+
+def test_missing_function_lists_where_it_looked(box, tmp_path):
+    write(tmp_path, "layers.py", "X = 1\n")
+    write(tmp_path, "pooling.py", "def other(): pass\n")
+    (case,) = run(box, tmp_path, module_hint="pooling").cases
+    assert case.status == "error"
+    assert case.message == (
+        "no function named 'conv_output_size' in your submission (looked in: pooling.py, layers.py)"
+    )
+
+
+def test_modules_of_a_folder_import_each_other(box, tmp_path):
+    write(tmp_path, "shapes.py", CORRECT)
+    write(
+        tmp_path,
+        "params.py",
+        """
+        from shapes import conv_output_size as size
+
+        def conv2d_params(n):
+            return size(n, 3) * 2
+        """,
+    )
+    (case,) = run(box, tmp_path, "conv2d_params", [{"n": 32}], module_hint="params").cases
+    assert case.status == "ok" and case.outputs["out"].item() == 60
+
+
+def test_notebook_runs_cell_by_cell(box, tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np"),
+        nbformat.v4.new_code_cell("raise ValueError('an experiment that failed')"),
+        nbformat.v4.new_code_cell(CORRECT),
+        nbformat.v4.new_code_cell("undefined_name + 1"),
+    ]
+    path = tmp_path / "hw.ipynb"
+    path.write_text(nbformat.writes(nb))
+    (case,) = run(box, path).cases
+    assert case.status == "ok" and case.outputs["out"].item() == 30
+    (missing,) = run(box, path, "dense_params", [{}]).cases
+    assert missing.status == "error"
+    assert "no function named 'dense_params'" in missing.message
+    assert "cell 2: ValueError in hw.ipynb, cell 2, line 1: an experiment that failed" in (
+        missing.message
+    )
+
+
+def test_timeout_keeps_the_cases_before_it(box, tmp_path):
+    path = write(
+        tmp_path,
+        "sol.py",
+        CORRECT.replace("    return", "    while n_in > 100:\n        pass\n    return"),
+    )
+    cases = [CASE, {"n_in": 500, "kernel_size": 3}, CASE]
+    outcome = run(box, path, cases=cases)
+    assert [c.status for c in outcome.cases] == ["ok", "timeout", "timeout"]
+    assert outcome.cases[0].outputs["out"].item() == 30
+    assert outcome.cases[1].message == "killed after 2.0 s (time limit)"
+
+
+def test_timeout_s_overrides_the_wall_limit(box, tmp_path):
+    path = write(
+        tmp_path, "sol.py", "import time\ndef conv_output_size(**kw):\n    time.sleep(60)\n"
+    )
+    t0 = time.monotonic()
+    (case,) = run(box, path, timeout_s=0.5).cases
+    assert case.status == "timeout" and "0.5 s" in case.message
+    assert time.monotonic() - t0 < 1.9
+
+
+def test_crash_keeps_the_cases_before_it(box, tmp_path):
+    path = write(
+        tmp_path,
+        "sol.py",
+        CORRECT.replace(
+            "    return",
+            "    import os, signal\n    if n_in > 100:\n"
+            "        os.kill(os.getpid(), signal.SIGABRT)\n    return",
+        ),
+    )
+    outcome = run(box, path, cases=[CASE, {"n_in": 500, "kernel_size": 3}])
+    assert [c.status for c in outcome.cases] == ["ok", "crashed"]
+    assert outcome.cases[1].message == "crashed with SIGABRT"
+
+
+def test_child_environment_is_minimal_and_fresh(box, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_SOMETHING", "x")
+    path = write(
+        tmp_path,
+        "sol.py",
+        """
+        import os
+        def probe():
+            leftovers = os.path.exists("marker.txt")
+            open("marker.txt", "w").close()
+            names = sorted(os.environ)
+            return [
+                int(leftovers),
+                int(any(n.startswith("CNNLAB") for n in names)),
+                int(os.environ["HOME"] == os.getcwd()),
+                int(os.environ.get("OMP_NUM_THREADS") == "1"),
+            ]
+
+        def ask():
+            return int(input())
+        """,
+    )
+    first = run(box, path, "probe", [{}]).cases[0].outputs["out"].tolist()
+    second = run(box, path, "probe", [{}]).cases[0].outputs["out"].tolist()
+    assert first == second == [0, 0, 1, 1]  # a fresh folder each run, no CNNLAB_* variables
+    (case,) = run(box, path, "ask", [{}]).cases  # stdin is /dev/null
+    assert case.status == "error" and case.message.startswith("EOFError")
+
+
+def test_unknown_harness_is_a_grader_failure(box, tmp_path):
+    path = write(tmp_path, "sol.py", CORRECT)
+    with pytest.raises(GraderFailure, match="could not set itself up"):
+        box.run(load_submission(path), harness="no-such-harness", function="f", cases=[{}])
+    assert run(box, path).cases[0].status == "ok"  # the sandbox recovers
+
+
+def test_dead_fork_server_is_restarted(tmp_path):
+    path = write(tmp_path, "sol.py", CORRECT)
+    with Sandbox(Limits(wall_s=2)) as sandbox:
+        assert run(sandbox, path).cases[0].status == "ok"
+        old = sandbox.server_pid
+        os.kill(old, signal.SIGKILL)
+        time.sleep(0.2)
+        assert run(sandbox, path).cases[0].status == "ok"
+        assert sandbox.server_pid != old
+
+
+def test_unwritable_workroot_is_a_grader_failure(tmp_path):
+    path = write(tmp_path, "sol.py", CORRECT)
+    with (
+        Sandbox(workroot=tmp_path / "does" / "not" / "exist") as sandbox,
+        pytest.raises(GraderFailure, match="temporary folder"),
+    ):
+        run(sandbox, path)
+
+
+def test_per_run_overhead_is_tens_of_milliseconds(box, tmp_path):
+    path = write(tmp_path, "sol.py", CORRECT)
+    run(box, path)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        assert run(box, path).cases[0].status == "ok"
+        times.append(time.perf_counter() - t0)
+    # ~20-40 ms on an idle machine; generous for a busy shared CI box
+    assert statistics.median(times) < 0.5, times
+
+
+@pytest.mark.slow
+def test_torch_imports_within_the_memory_limit_without_preloading(tmp_path):
+    path = write(
+        tmp_path,
+        "sol.py",
+        """
+        def conv_output_size(n_in, kernel_size, stride=1, padding=0, dilation=1):
+            import torch
+            x = torch.zeros(1, 1, n_in, n_in)
+            w = torch.ones(1, 1, kernel_size, kernel_size)
+            return torch.nn.functional.conv2d(x, w).shape[-1]
+        """,
+    )
+    with Sandbox(Limits(wall_s=60, cpu_s=60), preload_torch=False) as sandbox:
+        (case,) = run(sandbox, path).cases
+    assert case.status == "ok", case
+    assert case.outputs["out"].item() == 30
