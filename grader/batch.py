@@ -52,6 +52,10 @@ ZIP_MAX_MEMBERS = 500
 ZIP_MAX_MEMBER_BYTES = 16 * 1024 * 1024
 #: Most bytes a whole extracted submission may have.
 ZIP_MAX_TOTAL_BYTES = 64 * 1024 * 1024
+#: Seconds a worker may take to start (import torch, the registry) before it is replaced.
+WORKER_START_TIMEOUT_S = 300.0
+#: Worker start failures after which the batch stops trying (the grader cannot run here).
+MAX_WORKER_START_FAILURES = 3
 #: Files taken out of a zip; everything else (data, caches, binaries) is left in it.
 GRADABLE_SUFFIXES = (".py", ".ipynb")
 
@@ -538,11 +542,36 @@ def run_task(task: Task) -> Outcome:
     return Outcome("graded", result.to_dict(), "", wall)
 
 
-def _worker_main(conn: Connection) -> None:
-    """A worker process: grade tasks from ``conn`` until it sends ``None``."""
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: stop the sandbox (its fork server lives in its own session, out
+    of reach of a kill of our process group), then exit at once."""
+    with contextlib.suppress(BaseException):
+        _close_sandbox()
+    os._exit(128 + signum)
+
+
+def _warm_up(grade_fn: str) -> None:
+    """Import what grading needs (the registry, the engine, the grading function), so that
+    the per-submission watchdog measures grading, not a worker's start."""
+    from grader import registry
+
+    registry.all_specs()
+    _resolve_fn(grade_fn)
+
+
+def _worker_main(conn: Connection, grade_fn: str) -> None:
+    """A worker process: warm up, send ``"ready"`` (or ``("failed", reason)``), then grade
+    tasks from ``conn`` until it sends ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    signal.signal(signal.SIGTERM, _terminate)  # stopped by the parent: take the sandbox along
     with contextlib.suppress(OSError):
         os.setsid()  # own process group: the parent can kill us and whatever we started
+    try:
+        _warm_up(grade_fn)
+    except Exception as exc:
+        conn.send(("failed", traceback.format_exception_only(type(exc), exc)[-1].strip()))
+        return
+    conn.send("ready")
     try:
         while True:
             try:
@@ -650,12 +679,14 @@ def _blank_result(
 class _Worker:
     """A worker process and the task it is running."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, grade_fn: str) -> None:
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, grade_fn), daemon=True)
         self.process.start()
         child.close()
+        self.ready = False
+        self.born = time.monotonic()
         self.task: Task | None = None
         self.attempt = 0
         self.started = 0.0
@@ -665,7 +696,11 @@ class _Worker:
         self.conn.send(task)
 
     def kill(self) -> None:
+        """SIGTERM (the worker closes its sandbox), then SIGKILL to its process group."""
         pid = self.process.pid
+        if pid is not None and self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=3)
         if pid is not None and self.process.is_alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
@@ -836,12 +871,22 @@ def run_batch(
     ctx = multiprocessing.get_context("spawn")
     workers: list[_Worker] = []
     pending: dict[int, tuple[Task, str, int]] = {}  # id(worker) -> job
+    start_failures: list[str] = []
+
+    def died(w: _Worker) -> Outcome:
+        return Outcome(
+            "grader_failure",
+            None,
+            f"the grading worker died (exit code {w.process.exitcode})",
+            time.monotonic() - w.started,
+        )
+
     try:
         n_workers = max(1, min(jobs, len(queue)))
-        workers = [_Worker(ctx) for _ in range(n_workers)] if queue else []
+        workers = [_Worker(ctx, grade_fn) for _ in range(n_workers)] if queue else []
         while (queue or pending) and not stopping():
             for w in workers:
-                if id(w) not in pending and queue:
+                if w.ready and id(w) not in pending and queue:
                     job = queue.pop(0)
                     try:
                         w.send(job[0], job[2])
@@ -849,8 +894,28 @@ def run_batch(
                         queue.insert(0, job)
                         continue
                     pending[id(w)] = job
-            ready = wait([w.conn for w in workers if id(w) in pending], timeout=0.5)
+            ready = wait([w.conn for w in workers], timeout=0.5)
             for i, w in enumerate(list(workers)):
+                if not w.ready:  # still starting
+                    message = None
+                    if w.conn in ready:
+                        try:
+                            hello = w.conn.recv()
+                        except (EOFError, OSError):
+                            hello = None
+                        if hello == "ready":
+                            w.ready = True
+                            continue
+                        message = hello[1] if isinstance(hello, tuple) else "it exited"
+                    elif not w.process.is_alive():
+                        message = f"it exited with code {w.process.exitcode}"
+                    elif time.monotonic() - w.born > WORKER_START_TIMEOUT_S:
+                        message = f"it did not start within {WORKER_START_TIMEOUT_S:.0f} s"
+                    if message is not None:
+                        start_failures.append(message)
+                        w.kill()
+                        workers[i] = None  # type: ignore[call-overload]
+                    continue
                 job = pending.get(id(w))
                 if job is None:
                     continue
@@ -860,21 +925,9 @@ def run_batch(
                     try:
                         outcome = w.conn.recv()
                     except (EOFError, OSError):
-                        outcome = Outcome(
-                            "grader_failure",
-                            None,
-                            f"the grading worker died (exit code {w.process.exitcode})",
-                            time.monotonic() - w.started,
-                        )
-                        replace = True
+                        outcome, replace = died(w), True
                 elif not w.process.is_alive():
-                    outcome = Outcome(
-                        "grader_failure",
-                        None,
-                        f"the grading worker died (exit code {w.process.exitcode})",
-                        time.monotonic() - w.started,
-                    )
-                    replace = True
+                    outcome, replace = died(w), True
                 elif time.monotonic() - w.started > submission_timeout_s:
                     outcome = Outcome(
                         "grader_failure",
@@ -889,14 +942,22 @@ def run_batch(
                 finish(job[0], job[1], job[2], outcome)
                 if replace:
                     w.kill()
-                    workers[i] = _Worker(ctx) if queue else None  # type: ignore[call-overload]
+                    workers[i] = None  # type: ignore[call-overload]
             workers = [w for w in workers if w is not None]
-            if queue and not workers:
-                workers.append(_Worker(ctx))
+            if len(start_failures) > MAX_WORKER_START_FAILURES:
+                # The grader cannot run at all here: every remaining submission is a grader
+                # error (never a score), and the message says why.
+                reason = f"no grading worker could start ({start_failures[-1]})"
+                while queue:
+                    task, digest, _attempt = queue.pop(0)
+                    finish(task, digest, 2, Outcome("grader_failure", None, reason, 0.0))
+                continue
+            while queue and len(workers) < min(jobs, len(queue) + len(pending)):
+                workers.append(_Worker(ctx, grade_fn))
         summary.interrupted = bool(queue or pending)
     finally:
         for w in workers:
-            if id(w) in pending:
+            if id(w) in pending or not w.ready:
                 w.kill()
             else:
                 w.stop()

@@ -4,6 +4,7 @@ worker death and hangs) with a fake grading function standing in for the engine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -384,6 +385,18 @@ def test_workers_survive_dying_and_hanging_graders(tmp_path):
     assert summary.wall_s < 60
 
 
+@pytest.mark.slow
+def test_workers_that_cannot_start_give_grader_errors_not_a_hang(tmp_path):
+    entries = _class(tmp_path / "subs", {"a": "SCORE=1", "b": "SCORE=1"})
+    with Gradebook(tmp_path / "g.sqlite") as book:
+        summary = _run(entries, book, in_process=False, jobs=2, grade_fn="no_such_module:fn")
+        rows = book.submissions()
+    assert summary.grader_errors == 2 and summary.graded == 0 and not summary.interrupted
+    assert all(r.status == GRADER_ERROR and r.score is None for r in rows)
+    assert all("no grading worker could start" in r.message for r in rows)
+    assert "no_such_module" in rows[0].message
+
+
 def test_feedback_file_names_are_safe(tmp_path):
     assert batch.safe_filename("../../etc/passwd") == "_.._etc_passwd"
     assert batch.safe_filename("alice@uni.edu") == "alice@uni.edu"
@@ -510,3 +523,47 @@ def test_cnnlab_batch_bad_input(tmp_path):
     )
     assert both.exit_code == 2 and "not both" in both.output
     assert "Traceback" not in missing.output + typo.output + both.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_grades(tmp_path):
+    """SIGINT to a running `cnnlab batch`: exit 130, finished rows kept, CSV written."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for i in range(4):  # each one loops until the sandbox's time limit
+        (subs / f"s{i}.py").write_text(
+            "def conv_output_size(n_in, kernel_size, stride=1, padding=0, dilation=1):\n"
+            "    while True:\n        pass\n"
+        )
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "import sys; from grader.cli import main; sys.exit(main())"]
+    cmd += ["batch", str(subs), "--out", str(out), "--seed", "1", "-e", "conv_output_size"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_COURSE_SECRET")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    db = out / "gradebook.sqlite"
+    deadline = time.monotonic() + 120
+    rows = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            with contextlib.suppress(sqlite3.Error):
+                con = sqlite3.connect(db)
+                rows = con.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+                con.close()
+        if rows >= 1:
+            break
+        time.sleep(0.2)
+    assert rows >= 1, "no submission was graded in time"
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 130, output
+    assert "--resume" in output and "Traceback" not in output
+    with Gradebook(db) as book:
+        kept = book.submissions()
+    assert 1 <= len(kept) < 4
+    assert all(r.results[0].status is Status.TIMEOUT for r in kept)
+    assert len((out / "grades.csv").read_text().splitlines()) == 1 + len(kept)
