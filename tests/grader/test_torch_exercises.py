@@ -1,0 +1,266 @@
+"""The torch exercises of issue 4: saliency, transfer learning, fine-tuning, blocks.
+
+The reference (``cnnref``'s torch modules copied as a submission) passes everything; each
+known mistake, written as a student would (``tests/fixtures/submissions/torch_mistakes``),
+gets its message; broken submissions fail with readable feedback. Mistake recognition runs
+in-process (same harnesses, no fork server) to keep this file fast; one slow test runs the
+reference through the real sandbox.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader import engine, registry
+from grader.results import Status
+
+CNNREF = Path(__file__).resolve().parents[2] / "cnnref"
+TORCH_MISTAKES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions" / "torch_mistakes"
+TORCH_EXERCISES = (
+    "saliency_map",
+    "freeze",
+    "replace_head",
+    "discriminative_param_groups",
+    "fit",
+    "vgg_block",
+    "BasicBlock",
+    "DenseBlock",
+)
+QUICK = tuple(n for n in TORCH_EXERCISES if n != "fit")
+SEED = 2026
+
+
+def _reference_folder(tmp: Path) -> Path:
+    """The reference as a submission: each torch topic module is its cnnref module's source."""
+    folder = tmp / "reference"
+    folder.mkdir()
+    for module in ("saliency", "transfer", "architectures", "train"):
+        shutil.copy(CNNREF / f"{module}.py", folder / f"{module}.py")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prepared() -> dict[str, engine.PreparedExercise]:
+    return {name: engine.prepare(registry.get(name), SEED) for name in QUICK}
+
+
+def _grade(folder: Path, items: list[engine.PreparedExercise]):
+    from grader.submission import load_submission
+
+    return engine.grade_prepared(load_submission(folder), items, seed=SEED, in_process=True)
+
+
+@pytest.mark.parametrize("name", TORCH_EXERCISES)
+def test_spec_is_complete(name):
+    spec = registry.get(name)
+    assert spec.reference_function is not None
+    assert spec.reference_function.__name__ == spec.function == name
+    assert spec.reference_function.__module__.startswith("cnnref.")
+    assert spec.topic in ("saliency", "transfer", "architectures")
+    assert "torch" in spec.tags
+    if name != "fit":
+        assert len(spec.mistakes) >= 2
+        assert "training" not in spec.tags
+    assert len({m.name for m in spec.mistakes}) == len(spec.mistakes)
+
+
+def test_numbers_follow_the_lecture_after_the_numpy_exercises():
+    names = registry.names()
+    positions = [names.index(n) for n in TORCH_EXERCISES]
+    assert positions == sorted(positions)
+    assert names.index("receptive_field") < positions[0]
+    numbers = [registry.get(n).number for n in TORCH_EXERCISES]
+    assert numbers == ["6.1", "7.1", "7.2", "7.3", "7.4", "8.1", "8.2", "8.3"]
+
+
+def test_fine_tuning_is_tagged_training_with_a_longer_timeout():
+    spec = registry.get("fit")
+    assert "training" in spec.tags
+    assert spec.timeout_s >= 30
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_same_seed_same_cases_other_seed_other_cases(name, prepared):
+    def fingerprint(p):
+        out = []
+        for c in p.cases:
+            for value in c.expected.values():
+                out.append(value.tolist())
+            for key in sorted(c.inputs):
+                v = c.inputs[key]
+                out.append(v.tolist() if isinstance(v, np.ndarray) else repr(v))
+        return out
+
+    again = engine.prepare(registry.get(name), SEED)
+    assert fingerprint(again) == fingerprint(prepared[name])
+    other = engine.prepare(registry.get(name), SEED + 1)
+    assert fingerprint(other) != fingerprint(prepared[name])
+
+
+def test_every_mistake_can_show_on_some_case(prepared):
+    for name in QUICK:
+        spec = registry.get(name)
+        shown = {slug for c in prepared[name].cases for slug in c.mistakes}
+        assert shown == {m.name for m in spec.mistakes}, name
+
+
+def test_saliency_cases_cover_int_target_batch_of_one_and_every_reduce(prepared):
+    cases = prepared["saliency_map"].cases
+    assert {c.inputs["reduce"] for c in cases} == {None, "max", "mean", "none"}
+    assert any(isinstance(c.inputs["target"], int) for c in cases)
+    assert any(c.inputs["images"].shape[0] == 1 for c in cases)
+    assert any(c.inputs["images"].shape[2] != c.inputs["images"].shape[3] for c in cases)
+    for c in cases:
+        n, ch, h, w = c.inputs["images"].shape
+        shape = (n, ch, h, w) if c.inputs["reduce"] == "none" else (n, h, w)
+        assert c.expected["saliency"].shape == shape
+        assert (c.expected["saliency"] >= 0).all()
+
+
+def test_reference_saliency_is_the_absolute_logit_gradient_in_eval_mode(prepared):
+    import torch
+
+    from grader.harness_torch import load_weights, saliency_net
+
+    c = prepared["saliency_map"].cases[0]
+    images = torch.from_numpy(c.inputs["images"]).requires_grad_(True)
+    model = saliency_net(images.shape[1], c.inputs["num_classes"], width=c.inputs["width"])
+    load_weights(model, c.inputs["weights"]).eval()
+    target = torch.as_tensor(c.inputs["target"])
+    logits = model(images)
+    (grad,) = torch.autograd.grad(logits[torch.arange(len(target)), target].sum(), images)
+    np.testing.assert_allclose(c.expected["saliency"], grad.abs().amax(1).numpy(), rtol=1e-5)
+
+
+def test_block_expected_counts_follow_the_docstring_formulas(prepared):
+    for c in prepared["BasicBlock"].cases:
+        a = c.inputs["args"]
+        cin, cout, s = a["in_channels"], a["out_channels"], a["stride"]
+        count = 9 * cin * cout + 9 * cout * cout + 4 * cout
+        if s != 1 or cin != cout:
+            count += cin * cout + 2 * cout
+        assert int(c.expected["num_params"]) == count
+    for c in prepared["DenseBlock"].cases:
+        a = c.inputs["args"]
+        assert c.expected["out_shape"][1] == a["in_channels"] + a["num_layers"] * a["growth_rate"]
+
+
+def test_the_reference_passes_every_torch_exercise(tmp_path, prepared):
+    result = _grade(_reference_folder(tmp_path), list(prepared.values()))
+    problems = [(r.name, r.status, r.feedback) for r in result.exercises if r.status != "passed"]
+    assert not problems
+
+
+def _mistake_fixtures() -> list[tuple[str, str, Path]]:
+    return [(*p.stem.split("__"), p) for p in sorted(TORCH_MISTAKES.glob("*__*.py"))]
+
+
+def test_every_known_mistake_has_a_fixture():
+    have = {(e, s) for e, s, _ in _mistake_fixtures()}
+    want = {(n, m.name) for n in QUICK for m in registry.get(n).mistakes}
+    assert want == have
+
+
+@pytest.mark.parametrize(
+    ("exercise", "slug", "snippet"), _mistake_fixtures(), ids=lambda v: getattr(v, "stem", None)
+)
+def test_each_mistake_gets_its_message(tmp_path, prepared, exercise, slug, snippet):
+    folder = _reference_folder(tmp_path)
+    module = folder / f"{registry.get(exercise).topic}.py"
+    module.write_text(module.read_text() + "\n\n" + snippet.read_text())
+    (result,) = _grade(folder, [prepared[exercise]]).exercises
+    assert result.status == Status.FAILED, result.feedback
+    assert result.mistake == slug, result.feedback
+    assert prepared[exercise].mistake_messages[slug] in result.feedback
+    assert result.score < result.max_score
+
+
+def test_stubs_score_zero_as_not_implemented(tmp_path, prepared):
+    from grader import generate
+
+    folder = tmp_path / "stubs"
+    folder.mkdir()
+    for topic in ("saliency", "transfer", "architectures"):
+        specs = [s for s in registry.all_specs() if s.topic == topic]
+        (folder / f"{topic}.py").write_text(
+            generate.render_topic(topic, specs, seed=SEED, solution=False)
+        )
+    result = _grade(folder, list(prepared.values()))
+    for r in result.exercises:
+        assert r.status == Status.NOT_IMPLEMENTED, (r.name, r.feedback)
+        assert r.score == 0 and "NotImplementedError" in r.feedback
+
+
+def test_broken_submissions_fail_with_readable_feedback(tmp_path, prepared):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "saliency.py").write_text(
+        "import torch\n\n"
+        "def saliency_map(model, images, target, *, reduce='max'):\n"
+        "    return torch.zeros(images.shape[0], *images.shape[2:])\n"
+    )
+    (folder / "transfer.py").write_text(
+        "def discriminative_param_groups(groups, base_lr, factor=3.0):\n"
+        "    return [{'params': [p for g in groups for p in g.parameters()], 'lr': base_lr}]\n"
+    )
+    (folder / "architectures.py").write_text(
+        "from torch import nn\n\n"
+        "def vgg_block(in_channels, out_channels, num_convs):\n"
+        "    return nn.Conv2d(out_channels, out_channels, 3)\n"
+    )
+    items = [prepared[n] for n in ("saliency_map", "discriminative_param_groups", "vgg_block")]
+    saliency, groups, vgg = _grade(folder, items).exercises
+    assert saliency.status == Status.FAILED and saliency.mistake is None
+    assert "saliency[" in saliency.feedback and "expected" in saliency.feedback
+    assert groups.status == Status.ERROR
+    assert "mixes the parameters of groups" in groups.feedback
+    assert vgg.status == Status.FAILED and "num_params: expected" in vgg.feedback
+
+
+def _fine_tune_folder(tmp: Path, body: str) -> Path:
+    folder = tmp / "fit"
+    folder.mkdir(parents=True)
+    (folder / "transfer.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def fit(model, images, labels, *, epochs, lr=1e-3):\n" + body
+    )
+    return folder
+
+
+@pytest.mark.slow
+def test_fine_tuning_passes_a_plain_loop_and_fails_no_training(tmp_path):
+    item = engine.prepare(registry.get("fit"), SEED)
+    loop = (
+        "    params = [p for p in model.parameters() if p.requires_grad]\n"
+        "    opt = torch.optim.SGD(params, lr=lr * 5, momentum=0.9)\n"
+        "    for _ in range(epochs):\n"
+        "        model.train()\n"
+        "        for i in range(0, len(labels), 16):\n"
+        "            loss = nn.functional.cross_entropy(model(images[i:i+16]), labels[i:i+16])\n"
+        "            opt.zero_grad()\n"
+        "            loss.backward()\n"
+        "            opt.step()\n"
+        "    model.eval()\n"
+    )
+    (good,) = _grade(_fine_tune_folder(tmp_path / "a", loop), [item]).exercises
+    assert good.status == Status.PASSED, good.feedback
+    (bad,) = _grade(_fine_tune_folder(tmp_path / "b", "    return None\n"), [item]).exercises
+    assert bad.status == Status.FAILED
+    assert "accuracy_shortfall" in bad.feedback
+
+
+@pytest.mark.slow
+def test_the_reference_passes_in_the_sandbox(tmp_path):
+    from grader.sandbox import Sandbox
+
+    with Sandbox() as box:
+        result = engine.grade(
+            _reference_folder(tmp_path), seed=SEED, exercises=list(TORCH_EXERCISES), sandbox=box
+        )
+    assert [r.status for r in result.exercises] == [Status.PASSED] * len(TORCH_EXERCISES), [
+        r.feedback for r in result.exercises
+    ]
