@@ -26,7 +26,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["check_output", "check_outputs", "format_index", "format_value", "outputs_match"]
+__all__ = [
+    "POSTPROCESS",
+    "check_output",
+    "check_outputs",
+    "format_index",
+    "format_value",
+    "outputs_match",
+]
 
 
 def format_index(name: str, index: tuple[int, ...]) -> str:
@@ -175,3 +182,44 @@ def outputs_match(
         elif not np.array_equal(x, y):
             return False
     return True
+
+
+# ----------------------------------------------------------------------------- parent-side scorers
+#
+# Some checks need data the child must never see (held-out labels of a training exercise): the
+# child returns raw predictions and one of these turns them, with the case's hidden data, into
+# the outputs that are compared. A scorer returns ``(outputs, problem)``: ``problem`` is a
+# readable message when the student's result falls short, else ``None``.
+
+
+def accuracy_shortfall(
+    received: Mapping[str, object], hidden: Mapping[str, object]
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """Held-out accuracy of ``received["predictions"]`` against ``hidden["test_labels"]``.
+
+    Output ``accuracy_shortfall`` is ``max(0, target - accuracy)``: 0 when the target
+    (``hidden["target_accuracy"]``) is reached.
+    """
+    labels = np.asarray(hidden["test_labels"])
+    target = float(hidden["target_accuracy"])
+    predictions = received.get("predictions")
+    if type(predictions) is not np.ndarray or predictions.dtype.kind not in "iu":
+        return {}, "the model's predictions on the held-out images are not integer class indices"
+    if predictions.shape != labels.shape:
+        return {}, (
+            f"predictions have shape {_shape(predictions.shape)}, "
+            f"expected {_shape(labels.shape)} (one class per held-out image)"
+        )
+    accuracy = float(np.mean(predictions == labels))
+    shortfall = round(max(0.0, target - accuracy), 6)
+    outputs = {"accuracy_shortfall": np.asarray(shortfall, dtype=np.float64)}
+    if shortfall > 0:
+        return outputs, (
+            f"held-out accuracy {accuracy:.1%} is below the target {target:.0%} "
+            "(train the new head longer, with a larger learning rate, or check that the "
+            "optimizer gets the trainable parameters)"
+        )
+    return outputs, None
+
+
+POSTPROCESS = {"accuracy_shortfall": accuracy_shortfall}

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grader.compare import check_outputs, outputs_match
+from grader.compare import POSTPROCESS, check_outputs, outputs_match
 from grader.errors import ConfigError, GraderFailure, UnknownExerciseError
 from grader.results import Result, Status, SubmissionResult
 
@@ -85,12 +85,15 @@ class PreparedCase:
             whose outputs differ from ``expected`` here, i.e. that this case can reveal; a
             mistake may give a subset of the outputs, e.g. only ``"rf"``).
         label: what makes the case hard, shown in feedback.
+        hidden: case data that never goes to the child (``ExerciseSpec.hidden``), read by the
+            exercise's parent-side ``postprocess``.
     """
 
     inputs: dict[str, Any]
     expected: dict[str, np.ndarray]
     mistakes: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     label: str = ""
+    hidden: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class PreparedExercise:
     timeout_s: float
     mistake_messages: dict[str, str]
     cases: tuple[PreparedCase, ...]
+    postprocess: str | None = None
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -208,7 +212,15 @@ def prepare(spec: ExerciseSpec, seed: int) -> PreparedExercise:
             if outputs_match(subset, outputs, rtol=spec.rtol, atol=spec.atol):
                 continue  # indistinguishable from the right answer on this case
             mistakes[mistake.name] = outputs
-        cases.append(PreparedCase(inputs=inputs, expected=expected, mistakes=mistakes, label=label))
+        missing = [k for k in spec.hidden if k not in inputs]
+        if missing:
+            raise GraderFailure(f"{where} has no hidden key(s) {missing}")
+        hidden = {k: inputs.pop(k) for k in spec.hidden}
+        cases.append(
+            PreparedCase(
+                inputs=inputs, expected=expected, mistakes=mistakes, label=label, hidden=hidden
+            )
+        )
     return PreparedExercise(
         name=spec.name,
         number=spec.number,
@@ -223,6 +235,7 @@ def prepare(spec: ExerciseSpec, seed: int) -> PreparedExercise:
         timeout_s=spec.timeout_s,
         mistake_messages={m.name: m.message for m in spec.mistakes},
         cases=tuple(cases),
+        postprocess=spec.postprocess,
     )
 
 
@@ -293,13 +306,14 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
     for index, (case, result) in enumerate(zip(cases, outcomes, strict=True)):
         where = _case_where(index, total, case.label)
         if result.status == "ok":
-            problem = check_outputs(
-                case.expected, result.outputs, rtol=prepared.rtol, atol=prepared.atol
+            received, problem = _postprocess(prepared, case, result.outputs or {})
+            problem = problem or check_outputs(
+                case.expected, received, rtol=prepared.rtol, atol=prepared.atol
             )
             if problem is None:
                 passed += 1
                 continue
-            compare_failures.append((case, result.outputs or {}))
+            compare_failures.append((case, received))
             first_problem = first_problem or f"{problem} ({where})"
             continue
         status = _STATUS_OF_CASE.get(result.status)
@@ -351,6 +365,18 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
         output=outcome.output,
         wall_s=outcome.wall_s,
     )
+
+
+def _postprocess(
+    prepared: PreparedExercise, case: PreparedCase, outputs: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], str | None]:
+    """Apply the exercise's parent-side scorer, if it has one, to what the child returned."""
+    if prepared.postprocess is None:
+        return outputs, None
+    scorer = POSTPROCESS.get(prepared.postprocess)
+    if scorer is None:
+        raise GraderFailure(f"{prepared.name}: no parent-side scorer {prepared.postprocess!r}")
+    return scorer(outputs, case.hidden)
 
 
 def _matching_mistake(

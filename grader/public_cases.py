@@ -39,6 +39,7 @@ _FIELDS = (
     "atol",
     "timeout_s",
     "mistake_messages",
+    "postprocess",
 )
 
 
@@ -75,6 +76,8 @@ def save_prepared(
             for slug, outputs in case.mistakes.items():
                 for name, arr in outputs.items():
                     arrays[f"c{i}.mis.{slug}.{name}"] = arr
+            for key, arr in encode_case(case.hidden).items():
+                arrays[f"c{i}.hid.{key}"] = arr
             cases.append(
                 {
                     "label": case.label,
@@ -116,6 +119,8 @@ def load_prepared(directory: str | os.PathLike[str]) -> tuple[int, list[Prepared
             for i, meta in enumerate(entry["cases"]):
                 prefix = f"c{i}.in."
                 encoded = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+                hid = f"c{i}.hid."
+                hidden = {k[len(hid) :]: v for k, v in arrays.items() if k.startswith(hid)}
                 cases.append(
                     PreparedCase(
                         inputs=decode_case(encoded),
@@ -125,6 +130,7 @@ def load_prepared(directory: str | os.PathLike[str]) -> tuple[int, list[Prepared
                             for slug, names in meta["mistakes"].items()
                         },
                         label=meta.get("label", ""),
+                        hidden=decode_case(hidden) if hidden else {},
                     )
                 )
             fields = {f: entry[f] for f in _FIELDS}

@@ -62,6 +62,10 @@ class ExerciseSpec:
         rtol, atol: float tolerances; integer outputs are compared exactly.
         timeout_s: wall-clock limit of one child run.
         question: for numeric questions, the text (with the case's numbers) shown to students.
+        hidden: case keys that stay in the parent: the reference and the mistakes see them,
+            the child never does (e.g. held-out labels of a training exercise).
+        postprocess: name of a parent-side scorer in ``grader.compare.POSTPROCESS`` that turns
+            what the child returned plus the hidden keys into the outputs that are compared.
     """
 
     name: str
@@ -81,6 +85,8 @@ class ExerciseSpec:
     timeout_s: float = 10.0
     question: str | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
+    hidden: tuple[str, ...] = ()
+    postprocess: str | None = None
 
 
 _REGISTRY: dict[str, ExerciseSpec] = {}

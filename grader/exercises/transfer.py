@@ -512,5 +512,7 @@ register(
         atol=1e-9,
         timeout_s=60.0,
         tags=frozenset({"torch", "training"}),
+        hidden=("test_labels", "target_accuracy"),
+        postprocess="accuracy_shortfall",
     )
 )

@@ -250,7 +250,42 @@ def test_fine_tuning_passes_a_plain_loop_and_fails_no_training(tmp_path):
     assert good.status == Status.PASSED, good.feedback
     (bad,) = _grade(_fine_tune_folder(tmp_path / "b", "    return None\n"), [item]).exercises
     assert bad.status == Status.FAILED
-    assert "accuracy_shortfall" in bad.feedback
+    assert "held-out accuracy" in bad.feedback and "below the target 85%" in bad.feedback
+
+
+def test_fine_tuning_keeps_held_out_labels_in_the_parent():
+    """The child gets no labels or target to read or overwrite: only predictions come back,
+    and the parent scores them against the hidden labels."""
+    item = engine.prepare(registry.get("fit"), SEED)
+    for case in item.cases:
+        assert "test_labels" not in case.inputs and "target_accuracy" not in case.inputs
+        assert case.hidden["test_labels"].shape == (case.inputs["test_images"].shape[0],)
+    case = item.cases[0]
+    labels = case.hidden["test_labels"]
+    perfect, problem = engine._postprocess(item, case, {"predictions": labels.copy()})
+    assert problem is None
+    assert float(perfect["accuracy_shortfall"]) == 0.0
+    wrong = (labels + 1) % int(case.inputs["num_classes"])
+    scored, problem = engine._postprocess(item, case, {"predictions": wrong})
+    assert float(scored["accuracy_shortfall"]) == pytest.approx(0.85)
+    assert "held-out accuracy 0.0% is below the target 85%" in problem
+    # a float "accuracy" or a fake shortfall from the child is not accepted as predictions
+    _, problem = engine._postprocess(item, case, {"accuracy_shortfall": np.asarray(0.0)})
+    assert "not integer class indices" in problem
+    _, problem = engine._postprocess(item, case, {"predictions": labels[:3]})
+    assert "shape" in problem
+
+
+def test_saved_public_cases_keep_hidden_data_out_of_the_inputs(tmp_path):
+    from grader import public_cases
+
+    item = engine.prepare(registry.get("fit"), SEED)
+    public_cases.save_prepared(tmp_path, [item], seed=SEED)
+    _, (loaded,) = public_cases.load_prepared(tmp_path)
+    assert loaded.postprocess == "accuracy_shortfall"
+    for a, b in zip(item.cases, loaded.cases, strict=True):
+        assert "test_labels" not in b.inputs
+        np.testing.assert_array_equal(a.hidden["test_labels"], b.hidden["test_labels"])
 
 
 @pytest.mark.slow
