@@ -246,6 +246,9 @@ def save_saliency_grid(
     try:
         with os.fdopen(fd, "wb") as handle:
             fig.savefig(handle, format="png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
