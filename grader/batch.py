@@ -52,6 +52,8 @@ ZIP_MAX_MEMBERS = 500
 ZIP_MAX_MEMBER_BYTES = 16 * 1024 * 1024
 #: Most bytes a whole extracted submission may have.
 ZIP_MAX_TOTAL_BYTES = 64 * 1024 * 1024
+#: The grading function workers call: the engine in the worker's sandbox.
+DEFAULT_GRADE_FN = "grader.batch:grade_entry"
 #: Seconds a worker may take to start (import torch, the registry) before it is replaced.
 WORKER_START_TIMEOUT_S = 300.0
 #: Worker start failures after which the batch stops trying (the grader cannot run here).
@@ -410,7 +412,7 @@ class Task:
     entry: Entry
     seed: int
     exercises: tuple[str, ...] | None
-    grade_fn: str = "grader.batch:grade_entry"
+    grade_fn: str = DEFAULT_GRADE_FN
 
 
 @dataclass(frozen=True)
@@ -557,6 +559,8 @@ def _warm_up(grade_fn: str) -> None:
 
     registry.all_specs()
     _resolve_fn(grade_fn)
+    if grade_fn == DEFAULT_GRADE_FN:
+        _sandbox().start()  # the fork server preloads numpy and torch: do it before "ready"
 
 
 def _worker_main(conn: Connection, grade_fn: str) -> None:
@@ -728,7 +732,7 @@ def run_batch(
     resume: bool = False,
     feedback_dir: Path | None = None,
     submission_timeout_s: float | None = None,
-    grade_fn: str = "grader.batch:grade_entry",
+    grade_fn: str = DEFAULT_GRADE_FN,
     in_process: bool = False,
     on_progress: ProgressFn | None = None,
     on_start: Callable[[int, int], None] | None = None,
