@@ -192,13 +192,14 @@ def write_report(
             mean = "—" if s.mean_fraction != s.mean_fraction else f"{100 * s.mean_fraction:.0f}%"
             ax.text(101, y, f"mean {mean}", va="center", fontsize=8)
         ax.set_xlim(0, 100)
-        ax.legend(
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.06),
-            ncol=3,
-            fontsize=8,
-            frameon=False,
-        )
+        if any(left):
+            ax.legend(
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.06),
+                ncol=3,
+                fontsize=8,
+                frameon=False,
+            )
     ax.set_title("Outcome per exercise (% of students)", loc="left", fontsize=11)
     ax.tick_params(axis="y", labelsize=8)
 
