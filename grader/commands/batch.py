@@ -164,7 +164,7 @@ def batch(
                 out_dir / "report.png",
                 rows,
                 exercises=specs,
-                title=f"{', '.join(assignments)}: {len(rows)} submissions",
+                title=f"cnnlab batch: assignment {', '.join(assignments)}",
             )
 
     n_flagged = sum(1 for r in rows if r.status == "grader_error")
