@@ -120,6 +120,7 @@ def discover(
     *,
     assignment: str = seeds.DEFAULT_ASSIGNMENT,
     only_assignment: str | None = None,
+    exclude: Iterable[Path] = (),
 ) -> Discovery:
     """Find one submission per student in ``root``.
 
@@ -134,6 +135,7 @@ def discover(
         root: the submissions folder.
         assignment: assignment name given to entries of the flat layout.
         only_assignment: nbgrader layout: grade only this assignment.
+        exclude: paths never taken as a submission (the batch's own --out folder).
 
     Returns:
         The entries found and what was skipped.
@@ -164,8 +166,9 @@ def discover(
     entries: list[Entry] = []
     skipped: list[tuple[Path, str]] = []
     seen: dict[str, Path] = {}
+    excluded = {q.resolve() for q in exclude}
     for p in sorted(root.iterdir()):
-        if _ignored(p):
+        if _ignored(p) or p.resolve() in excluded:
             continue
         kind = _kind_of(p)
         if kind is None:

@@ -134,6 +134,7 @@ def batch(
         submissions,
         assignment=assignment or seeds.DEFAULT_ASSIGNMENT,
         only_assignment=assignment,
+        exclude=[out_dir],
     )
     for path, reason in found.skipped:
         click.echo(f"skipped {path.name}: {reason}", err=True)

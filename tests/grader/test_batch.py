@@ -105,6 +105,8 @@ def test_discover_flat_layout(tmp_path):
     assert {e.assignment for e in found.entries} == {seeds.DEFAULT_ASSIGNMENT}
     assert [p.name for p, _ in found.skipped] == ["README.txt"]
     assert not found.nbgrader
+    without = batch.discover(tmp_path / "subs", exclude=[tmp_path / "subs" / "alice"])
+    assert [e.student for e in without.entries] == ["bob", "carol", "dave"]  # e.g. --out
 
 
 def test_discover_nbgrader_layout(tmp_path):
