@@ -71,3 +71,16 @@ def test_pretrain_command_missing_device(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "CUDA is not available" in result.output
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_pretrain_command_writes_checkpoint_and_reports_accuracy(tmp_path):
+    out = tmp_path / "ck.pt"
+    args = ["pretrain", "--out", str(out), "--epochs", "1", "--per-class", "4", "--threads", "1"]
+    result = CliRunner().invoke(main, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "source-task accuracy" in result.output
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["epochs"] == 1 and meta["n_per_class"] == 4
+    assert set(torch.load(out, weights_only=True)) == set(
+        transfer.load_pretrained(out).state_dict()
+    )
