@@ -114,16 +114,18 @@ def _use_amp(amp: bool | str, device: torch.device) -> bool:
 
 @contextlib.contextmanager
 def _deterministic(seed: int, threads: int | None) -> Iterator[None]:
-    """Seed torch, fix the CPU thread count and ask for deterministic kernels; restore after."""
+    """Seed torch, fix the CPU thread count and ask for deterministic kernels; restore all
+    three afterwards (the caller's RNG state included)."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.manual_seed(seed)
     if threads is not None:
         torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        yield
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)

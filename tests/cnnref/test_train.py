@@ -96,10 +96,16 @@ def test_deterministic_on_cpu_for_a_seed():
     assert 0.0 <= a.eval_accuracy <= 1.0 and len(a.losses) == 3
 
 
-def test_fit_restores_thread_count():
+def test_fit_restores_thread_count_and_rng():
     before = torch.get_num_threads()
-    _tiny_run(0)
+    model = SmallCNN(2, widths=(4, 4, 4))
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    train.fit(model, x, y, epochs=1, augment=True, threads=1, device="cpu", progress=False)
     assert torch.get_num_threads() == before
+    assert torch.equal(torch.rand(3), expected), "fit must not move the caller's RNG"
 
 
 def test_fit_learns_something():
