@@ -192,7 +192,8 @@ def main() -> None:
         "",
         f"Machine: {machine()}.",
         "",
-        "Regenerate: `python -m bench.bench_transfer`",
+        "Regenerate: `python -m bench.bench_transfer"
+        + ("`" if args.threads == 2 else f" --threads {args.threads}`"),
     ]
     body = "\n".join(lines)
     print(body)
