@@ -30,9 +30,6 @@ __all__ = [
     "spearman_per_image",
 ]
 
-_REDUCTIONS = ("max", "mean", "none")
-
-
 def saliency_map(
     model: nn.Module,
     images: torch.Tensor,
@@ -62,8 +59,8 @@ def saliency_map(
         ValueError: ``reduce`` unknown, ``images`` not 4-D floating point, ``target`` of the
             wrong shape or type, or a class index outside ``[0, K)``.
     """
-    if reduce not in _REDUCTIONS:
-        raise ValueError(f"reduce must be one of {_REDUCTIONS}, got {reduce!r}")
+    if reduce not in ("max", "mean", "none"):
+        raise ValueError(f"reduce must be one of ('max', 'mean', 'none'), got {reduce!r}")
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
     if images.dim() != 4:
