@@ -149,7 +149,8 @@ def discriminative_param_groups(
     stay in the list; a group with no trainable parameter is left out of the result.
 
     Args:
-        groups: modules (or iterables of parameters), input side first; not empty.
+        groups: modules (or iterables of parameters), input side first; not empty. A list,
+            tuple or ``nn.ModuleList``; a single module is refused (wrap it in a list).
         base_lr: learning rate of the last group, > 0.
         factor: ratio between consecutive groups' learning rates, > 0; a factor below 1 (earlier
             layers learning faster) is allowed but warned about.
@@ -162,6 +163,8 @@ def discriminative_param_groups(
         ValueError: empty ``groups``, ``base_lr <= 0``, ``factor <= 0`` (or not finite), a group
             with no parameters at all, or a parameter in two groups.
     """
+    if isinstance(groups, nn.ModuleList):
+        groups = list(groups)
     if isinstance(groups, nn.Module) or not isinstance(groups, Sequence) or len(groups) == 0:
         raise ValueError(
             "groups must be a non-empty list of modules (or parameter lists), input side first, "

@@ -91,6 +91,11 @@ def test_lr_ratios_exact():
     assert ten[0]["lr"] == pytest.approx(0.01, rel=0, abs=1e-18) and ten[1]["lr"] == 0.1
 
 
+def test_module_list_is_a_list_of_groups():
+    layers = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
+    assert [g["lr"] for g in T.discriminative_param_groups(layers, 0.5, factor=5.0)] == [0.1, 0.5]
+
+
 def test_frozen_groups_are_left_out():
     model = A.SmallCNN(4)
     T.freeze(model.stage1)
