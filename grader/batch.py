@@ -382,19 +382,38 @@ def resolve_gradable(folder: Path, *, depth: int = 3) -> tuple[Path, list[Path]]
     )
 
 
-def _combine_notebooks(notebooks: list[Path], dest: Path) -> Path:
-    """Write each notebook's code as ``<stem>.py`` in ``dest`` (one module per notebook)."""
-    from grader.submission import load_submission
+def load_notebooks(folder: Path, notebooks: list[Path]) -> Any:
+    """One submission from several notebooks (nbgrader's one notebook per topic): each
+    notebook is a module named after it, executed cell by cell in the sandbox exactly as
+    ``cnnlab grade <notebook>`` does, so a broken cell only costs the functions it defines.
 
-    dest.mkdir(parents=True, exist_ok=True)
+    Raises:
+        SubmissionError: a notebook cannot be read; two notebooks give the same module name.
+    """
+    from grader.submission import Submission, load_submission
+
+    modules: dict[str, str] = {}
+    files: dict[str, str] = {}
+    cells: dict[str, tuple[str, ...]] = {}
     for nb in notebooks:
         sub = load_submission(nb)
-        source = "\n\n".join(sub.modules.values())
-        stem = re.sub(r"\W", "_", nb.stem) or "notebook"
-        if stem[0].isdigit():
-            stem = f"nb_{stem}"
-        (dest / f"{stem}.py").write_text(source, encoding="utf-8")
-    return dest
+        for name, source in sub.modules.items():
+            if name in modules:
+                raise SubmissionError(
+                    f"{nb.name} and {Path(files[name]).name} give the same module name "
+                    f"{name!r}; rename one of them"
+                )
+            modules[name] = source
+            files[name] = sub.files.get(name, str(nb))
+            if name in sub.cells:
+                cells[name] = sub.cells[name]
+    return Submission(
+        path=folder.resolve(),
+        kind="folder",
+        modules=dict(sorted(modules.items())),
+        files=files,
+        cells=cells,
+    )
 
 
 # -- grading one entry (runs in a worker) --------------------------------------------------
@@ -499,12 +518,11 @@ def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -
         if entry.kind == "zip":
             folder = extract_zip(entry.path, tmp_path / "unzipped")
         if entry.kind in ("file", "notebook"):
-            target = entry.path
+            submission = load_submission(entry.path)
         else:
             target, notebooks = resolve_gradable(folder)
-            if notebooks:
-                target = _combine_notebooks(notebooks, tmp_path / "notebooks")
-        submission = load_submission(target)
+            loader = (lambda t: load_notebooks(t, notebooks)) if notebooks else load_submission
+            submission = loader(target)
         result = engine.grade_prepared(
             submission,
             _prepared(engine.check_seed(seed), exercises),

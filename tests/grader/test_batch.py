@@ -406,26 +406,38 @@ def test_feedback_file_names_are_safe(tmp_path):
 
 
 @pytest.mark.slow
-def test_combined_notebooks_document(tmp_path):
-    """Several notebooks in one folder become one module each (needs the sandbox's loader)."""
-    pytest.importorskip("grader.submission")
-    for stem, code in (
-        ("1-layers", "def f():\n    return 1\n"),
-        ("pool", "def g():\n    return 2\n"),
+def test_several_notebooks_are_one_submission_executed_cell_by_cell(tmp_path):
+    """nbgrader's one notebook per topic: one module per notebook, cells kept apart, so a
+    broken cell does not take the rest of its notebook down (as with `cnnlab grade nb`)."""
+    from grader.submission import Submission
+
+    for stem, cells in (
+        ("layers", ["def f():\n    return 1\n", "def broken(:\n"]),
+        ("pool", ["def g():\n    return 2\n"]),
     ):
         nb = {
             "cells": [
-                {"cell_type": "code", "id": stem, "metadata": {}, "source": code, "outputs": []}
+                {
+                    "cell_type": "code",
+                    "id": f"c{i}",
+                    "metadata": {},
+                    "source": c,
+                    "outputs": [],
+                    "execution_count": None,
+                }
+                for i, c in enumerate(cells)
             ],
             "metadata": {},
             "nbformat": 4,
             "nbformat_minor": 5,
-            "execution_count": None,
         }
         (tmp_path / f"{stem}.ipynb").write_text(json.dumps(nb))
-    out = batch._combine_notebooks(sorted(tmp_path.glob("*.ipynb")), tmp_path / "mods")
-    assert sorted(p.name for p in out.iterdir()) == ["nb_1_layers.py", "pool.py"]
-    assert "def g()" in (out / "pool.py").read_text()
+    folder, notebooks = batch.resolve_gradable(tmp_path)
+    sub = batch.load_notebooks(folder, notebooks)
+    assert isinstance(sub, Submission)
+    assert sorted(sub.modules) == ["layers", "pool"]
+    assert [c.strip() for c in sub.cells["layers"]] == ["def f():\n    return 1", "def broken(:"]
+    assert sub.files["pool"].endswith("pool.ipynb")
 
 
 # -- the command, end to end with the real engine and sandbox -------------------------------
