@@ -793,7 +793,6 @@ def run_batch(
     summary = BatchSummary(total=len(entries))
 
     queue: list[tuple[Task, str, int]] = []  # (task, content hash, attempt)
-    done_rows: dict[tuple[str, str], GradedSubmission] = {}
     for entry in entries:
         seed = policy.seed_for(entry.student, entry.assignment)
         try:
@@ -874,7 +873,6 @@ def run_batch(
             message=message,
         )
         summary.rows.append(row)
-        done_rows[(entry.student, entry.assignment)] = row
         if feedback_dir is not None:
             write_feedback(feedback_dir, row)
         done += 1
