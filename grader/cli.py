@@ -35,3 +35,7 @@ main.add_command(export)
 main.add_command(release_command)
 main.add_command(pretrain)
 main.add_command(saliency)
+
+
+if __name__ == "__main__":  # python -m grader.cli
+    main()
