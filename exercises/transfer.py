@@ -101,7 +101,8 @@ def discriminative_param_groups(
     stay in the list; a group with no trainable parameter is left out of the result.
 
     Args:
-        groups: modules (or iterables of parameters), input side first; not empty.
+        groups: modules (or iterables of parameters), input side first; not empty. A list,
+            tuple or ``nn.ModuleList``; a single module is refused (wrap it in a list).
         base_lr: learning rate of the last group, > 0.
         factor: ratio between consecutive groups' learning rates, > 0; a factor below 1 (earlier
             layers learning faster) is allowed but warned about.

@@ -848,23 +848,31 @@ def render_topic(
     return env.get_template("module.py.j2").render(code=code, **context)
 
 
-class NotebookExercise(NamedTuple):
-    """One exercise as a notebook shows it.
+class NotebookSegment(NamedTuple):
+    """One solution region of an exercise cell.
 
     Attributes:
-        spec: the exercise.
-        header: decorators, ``def`` line(s) and docstring.
+        header: what precedes the region: decorators, ``def``/``class`` line(s), docstrings
+            (and, in ``__init__``, the ``super().__init__()`` call).
         solution: the body with the helpers it needs nested in front (indented), which the
             nbgrader source puts between ``### BEGIN SOLUTION`` and ``### END SOLUTION``.
         stub: the student's body: ``raise NotImplementedError("Exercise N: name")``.
         indent: the body's indentation.
     """
 
-    spec: ExerciseSpec
     header: str
     solution: str
     stub: str
     indent: str
+
+
+class NotebookExercise(NamedTuple):
+    """One exercise as a notebook shows it: a function is one segment; a class (an
+    ``nn.Module`` the student builds) is one segment per method, so the student's copy raises
+    ``NotImplementedError`` when the module is built or called."""
+
+    spec: ExerciseSpec
+    segments: tuple[NotebookSegment, ...]
 
 
 class NotebookCode(NamedTuple):
@@ -900,20 +908,79 @@ def notebook_code(specs: Sequence[ExerciseSpec]) -> NotebookCode:
             if d.kind != "import" and d.text not in shown_in_setup and d.name not in exercise_names
         ]
         nested.sort(key=lambda d: (0 if d.kind == "constant" else 1, d.module, d.order))
-        header_lines = code.header.count("\n")
-        body = "".join(code.full.splitlines(True)[header_lines:])
-        helpers = "".join(_indent_block(d.text, code.indent) + "\n" for d in nested)
         message = f"Exercise {spec.number}: {spec.name}"
-        views.append(
-            NotebookExercise(
-                spec=spec,
-                header=code.header.rstrip("\n"),
-                solution=(helpers + body).rstrip("\n"),
-                stub=f'{code.indent}raise NotImplementedError("{message}")',
-                indent=code.indent,
+        if inspect.isclass(inspect.unwrap(spec.reference_function)):
+            if nested:
+                raise GraderFailure(
+                    f"{spec.name}: a class exercise cannot nest helper functions "
+                    f"({', '.join(d.name for d in nested)}); make them module-level classes"
+                )
+            segments = _class_segments(code.full, message)
+        else:
+            header_lines = code.header.count("\n")
+            body = "".join(code.full.splitlines(True)[header_lines:])
+            helpers = "".join(_indent_block(d.text, code.indent) + "\n" for d in nested)
+            segments = (
+                NotebookSegment(
+                    header=code.header.rstrip("\n"),
+                    solution=(helpers + body).rstrip("\n"),
+                    stub=f'{code.indent}raise NotImplementedError("{message}")',
+                    indent=code.indent,
+                ),
+            )
+        views.append(NotebookExercise(spec=spec, segments=segments))
+    return NotebookCode(setup, tuple(views))
+
+
+def _is_super_init(stmt: ast.stmt) -> bool:
+    """``super().__init__(...)`` as a statement."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "__init__"
+        and isinstance(call.func.value, ast.Call)
+        and isinstance(call.func.value.func, ast.Name)
+        and call.func.value.func.id == "super"
+    )
+
+
+def _class_segments(full: str, message: str) -> tuple[NotebookSegment, ...]:
+    """Split a class's source into one solution region per method body.
+
+    Each region starts after the method's docstring (and, in ``__init__``, after
+    ``super().__init__()``, which stays so that the student's module can be built) and ends
+    with the method; everything between methods stays in the next segment's header.
+    """
+    lines = full.splitlines(True)
+    (cls,) = ast.parse(full).body
+    assert isinstance(cls, ast.ClassDef)
+    segments = []
+    emitted = 0  # lines of ``full`` already placed in a segment
+    for method in cls.body:
+        if not isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = method.body
+        skip = 1 if ast.get_docstring(method) is not None else 0
+        if method.name == "__init__" and len(body) > skip and _is_super_init(body[skip]):
+            skip += 1
+        if skip == len(body):
+            continue  # nothing to write in this method
+        first = body[skip].lineno - 1
+        line = lines[first]
+        indent = line[: len(line) - len(line.lstrip())]
+        segments.append(
+            NotebookSegment(
+                header="".join(lines[emitted:first]).rstrip("\n"),
+                solution="".join(lines[first : method.end_lineno]).rstrip("\n"),
+                stub=f'{indent}raise NotImplementedError("{message}")',
+                indent=indent,
             )
         )
-    return NotebookCode(setup, tuple(views))
+        emitted = method.end_lineno or first + 1
+    if not segments or "".join(lines[emitted:]).strip():
+        raise GraderFailure(f"{cls.name}: cannot split the class into method bodies for a notebook")
+    return tuple(segments)
 
 
 def render_notebook(

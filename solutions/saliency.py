@@ -14,9 +14,6 @@ import torch
 from torch import nn
 
 
-_REDUCTIONS = ("max", "mean", "none")
-
-
 # Exercise 6.1 (4 points): Saliency map: gradient of the class logit with respect to the image
 def saliency_map(
     model: nn.Module,
@@ -47,8 +44,8 @@ def saliency_map(
         ValueError: ``reduce`` unknown, ``images`` not 4-D floating point, ``target`` of the
             wrong shape or type, or a class index outside ``[0, K)``.
     """
-    if reduce not in _REDUCTIONS:
-        raise ValueError(f"reduce must be one of {_REDUCTIONS}, got {reduce!r}")
+    if reduce not in ("max", "mean", "none"):
+        raise ValueError(f"reduce must be one of ('max', 'mean', 'none'), got {reduce!r}")
     if not isinstance(images, torch.Tensor):
         raise ValueError(f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
     if images.dim() != 4:

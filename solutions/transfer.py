@@ -100,16 +100,18 @@ def _use_amp(amp: bool | str, device: torch.device) -> bool:
 
 @contextlib.contextmanager
 def _deterministic(seed: int, threads: int | None) -> Iterator[None]:
-    """Seed torch, fix the CPU thread count and ask for deterministic kernels; restore after."""
+    """Seed torch, fix the CPU thread count and ask for deterministic kernels; restore all
+    three afterwards (the caller's RNG state included)."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.manual_seed(seed)
     if threads is not None:
         torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        yield
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
@@ -302,7 +304,8 @@ def discriminative_param_groups(
     stay in the list; a group with no trainable parameter is left out of the result.
 
     Args:
-        groups: modules (or iterables of parameters), input side first; not empty.
+        groups: modules (or iterables of parameters), input side first; not empty. A list,
+            tuple or ``nn.ModuleList``; a single module is refused (wrap it in a list).
         base_lr: learning rate of the last group, > 0.
         factor: ratio between consecutive groups' learning rates, > 0; a factor below 1 (earlier
             layers learning faster) is allowed but warned about.
@@ -315,6 +318,8 @@ def discriminative_param_groups(
         ValueError: empty ``groups``, ``base_lr <= 0``, ``factor <= 0`` (or not finite), a group
             with no parameters at all, or a parameter in two groups.
     """
+    if isinstance(groups, nn.ModuleList):
+        groups = list(groups)
     if isinstance(groups, nn.Module) or not isinstance(groups, Sequence) or len(groups) == 0:
         raise ValueError(
             "groups must be a non-empty list of modules (or parameter lists), input side first, "

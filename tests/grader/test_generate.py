@@ -286,11 +286,64 @@ def test_notebooks_are_valid_nbgrader_documents(kind, default_files):
         assert all(m["locked"] and m["points"] > 0 for m in tests)
         sources = "\n".join(c.source for c in answers)
         if kind == "solutions":
-            assert sources.count("### BEGIN SOLUTION") == len(answers)
+            # every answer cell has a solution region (a class exercise one per method)
+            assert all("### BEGIN SOLUTION" in c.source for c in answers), rel
+            assert sources.count("### BEGIN SOLUTION") == sources.count("### END SOLUTION")
             assert "### BEGIN HIDDEN TESTS" in "\n".join(c.source for c in nb.cells)
         else:
             assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
-            assert sources.count("raise NotImplementedError(") == len(answers)
+            # every answer cell raises (a class exercise once per method)
+            assert all("raise NotImplementedError(" in c.source for c in answers), rel
+
+
+@pytest.mark.parametrize("kind", ["exercises", "solutions"])
+def test_every_notebook_code_cell_compiles(kind, default_files):
+    """A cell that does not compile would cost a correct student the whole exercise."""
+    for rel, text in default_files.items():
+        if rel.startswith(f"{kind}/notebooks/") and rel.endswith(".ipynb"):
+            for i, cell in enumerate(nbformat.reads(text, as_version=4).cells):
+                if cell.cell_type == "code":
+                    compile(cell.source, f"{rel}, cell {i}", "exec")
+
+
+def test_class_exercises_get_one_solution_region_per_method(default_files):
+    nb = nbformat.reads(default_files["solutions/notebooks/architectures.ipynb"], as_version=4)
+    (cell,) = [c for c in nb.cells if c.source.startswith("class BasicBlock")]
+    tree = ast.parse(cell.source)
+    methods = [m.name for m in tree.body[0].body if isinstance(m, ast.FunctionDef)]
+    assert methods == ["__init__", "forward"]
+    assert cell.source.count("### BEGIN SOLUTION") == 2
+    # super().__init__() stays outside the region, so the student's module can be built
+    head, _ = cell.source.split("### BEGIN SOLUTION", 1)
+    assert head.rstrip().endswith("super().__init__()")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,expect_full", [("solutions", True), ("exercises", False)])
+def test_generated_notebooks_grade_as_expected(kind, expect_full, default_files, tmp_path):
+    """Every topic notebook, graded through the sandbox: the nbgrader source (solutions)
+    gets full marks, the student copy is not_implemented everywhere."""
+    from grader import engine
+    from grader.results import Status
+    from grader.sandbox import Sandbox
+
+    with Sandbox() as box:
+        for rel, text in sorted(default_files.items()):
+            if not (rel.startswith(f"{kind}/notebooks/") and rel.endswith(".ipynb")):
+                continue
+            topic = Path(rel).stem
+            names = [s.name for s in registry.all_specs() if s.topic == topic]
+            path = tmp_path / kind / Path(rel).name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            result = engine.grade(
+                path, seed=11, exercises=names, sandbox=box, problem_seed=DEFAULT_SEED
+            )
+            for r in result.exercises:
+                if expect_full:
+                    assert r.status is Status.PASSED, (rel, r.name, r.feedback)
+                else:
+                    assert r.status is Status.NOT_IMPLEMENTED, (rel, r.name, r.feedback)
 
 
 def test_notebook_points_match_the_registry(default_files):
