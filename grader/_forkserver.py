@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -64,6 +65,36 @@ def _send(out: Any, message: dict[str, Any]) -> None:
     out.flush()
 
 
+#: Seconds past a run's wall limit after which the server kills the child itself.
+BACKSTOP_MARGIN_S = 2.0
+
+
+def _wait_for_exit(pid: int, limit: float) -> bool:
+    """Wait up to ``limit`` seconds for child ``pid`` to exit (without reaping it).
+
+    Returns whether it exited. Uses a pidfd where the kernel has them, else polls.
+    """
+    deadline = time.monotonic() + limit
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            if fd is not None:
+                ready, _, _ = select.select([fd], [], [], remaining)
+                if ready:
+                    return True
+            elif os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                return True
+            else:
+                time.sleep(0.01)
+        return False
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def _run(req: dict[str, Any], out: Any, grader_modules: list[str]) -> None:
     from grader._child import child_main
 
@@ -79,6 +110,13 @@ def _run(req: dict[str, Any], out: Any, grader_modules: list[str]) -> None:
             os._exit(86)
     os.close(write_fd)
     _send(out, {"event": "started", "pid": pid})
+    wall = float(req["limits"].get("wall_s") or 0.0)
+    if wall and not _wait_for_exit(pid, wall + BACKSTOP_MARGIN_S):
+        # The parent kills at the wall limit; if it has not (it died, or was killed itself),
+        # nothing else would ever stop a child that sleeps: the backstop does.
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
     for kill in (os.killpg, os.kill):  # everything it started dies with it
         with contextlib.suppress(ProcessLookupError, PermissionError):

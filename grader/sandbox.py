@@ -446,6 +446,7 @@ class Sandbox:
             shutil.rmtree(workdir, ignore_errors=True)
             raise GraderFailure(f"cannot write the sandbox's input files: {exc}") from exc
         limits = {
+            "wall_s": wall_limit,
             "cpu_s": cpu_limit,
             "memory_mb": self.limits.memory_mb,
             "nproc": self.limits.nproc,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import textwrap
 import time
 
@@ -252,3 +254,62 @@ def test_torch_imports_within_the_memory_limit_without_preloading(tmp_path):
         (case,) = run(sandbox, path).cases
     assert case.status == "ok", case
     assert case.outputs["out"].item() == 30
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+    return kids
+
+
+@pytest.mark.slow
+def test_parent_killed_mid_run_leaves_no_server_or_child(tmp_path):
+    """A grading process killed with SIGKILL (a batch worker stuck and force-killed) cannot
+    kill its run at the wall limit; the fork server's backstop does, then the server sees its
+    stdin close and exits. Nothing is left sleeping."""
+    (tmp_path / "sub.py").write_text(
+        "import time\n\n"
+        "def conv_output_size(n_in, kernel_size, stride=1, padding=0, dilation=1):\n"
+        "    time.sleep(1000)\n"
+    )
+    script = (
+        "from grader.sandbox import Limits, Sandbox\n"
+        "from grader.submission import load_submission\n"
+        f"sub = load_submission({str(tmp_path / 'sub.py')!r})\n"
+        "box = Sandbox(Limits(wall_s=2.0), preload_torch=False)\n"
+        "box.start()\n"
+        "print(box.server_pid, flush=True)\n"
+        "box.run(sub, harness='call', function='conv_output_size',\n"
+        "        cases=[{'n_in': 5, 'kernel_size': 3}])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    server = int(proc.stdout.readline())
+    deadline = time.monotonic() + 20
+    while not _children(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = _children(server)
+    assert child, "the run never started"
+    proc.kill()
+    proc.wait()
+    # wall 2 s + backstop margin 2 s; allow for a loaded machine
+    deadline = time.monotonic() + 20
+    while (_alive(server) or any(_alive(c) for c in child)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(c) for c in child), "the sleeping child outlived its grader"
+    assert not _alive(server), "the fork server outlived its grader"
