@@ -8,8 +8,9 @@ row-major order (what PyTorch does on CPU), and where windows overlap the gradie
 **accumulate** (the lecture's +1, +3, +4). Average-pool backward spreads each upstream
 gradient evenly, ``dout / (p_h p_w)``, over its window.
 
-Vectorized: windows come from ``np.lib.stride_tricks.sliding_window_view``; the backward pass
-loops only over the ``p_h * p_w`` offsets inside a window. Every public function is
+Vectorized: the only Python loops are over the ``p_h * p_w`` offsets inside a window (each
+offset's elements of all windows at once); max-pool backward scatters every gradient to the
+flat index of its window's maximum with one ``np.bincount``. Every public function is
 self-contained (numpy and this module's private helpers), because the exercise generator
 copies their source into student solutions.
 """
@@ -101,6 +102,22 @@ def _scatter(dout_parts, shape, ph, pw, sh, sw, dtype) -> np.ndarray:
     return dx
 
 
+def _window_planes(
+    x: np.ndarray, ph: int, pw: int, sh: int, sw: int, oh: int, ow: int
+) -> list[np.ndarray]:
+    """Element (u, v) of every window, for each offset in row-major order: (N, C, OH, OW)."""
+    if sh == ph and sw == pw:
+        n, c = x.shape[:2]
+        tiles = x[:, :, : oh * ph, : ow * pw].reshape(n, c, oh, ph, ow, pw)
+        planes = np.ascontiguousarray(tiles.transpose(3, 5, 0, 1, 2, 4))
+        return list(planes.reshape(ph * pw, n, c, oh, ow))
+    return [
+        x[:, :, u : u + sh * (oh - 1) + 1 : sh, v : v + sw * (ow - 1) + 1 : sw]
+        for u in range(ph)
+        for v in range(pw)
+    ]
+
+
 def maxpool2d_forward(
     x: np.ndarray, *, pool_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None
 ) -> tuple[np.ndarray, MaxPoolCache]:
@@ -120,6 +137,31 @@ def maxpool2d_forward(
             is larger than the input.
     """
     x, ph, pw, sh, sw = _pool_setup(x, pool_size, stride)
+    n, c, h, w = x.shape
+    oh, ow = (h - ph) // sh + 1, (w - pw) // sw + 1
+    if x.dtype.kind in "fiu" and x.size:
+        # The window offsets (u, v) as planes (N, C, OH, OW); contiguous copies when the
+        # windows do not overlap (strided operands are slow), views otherwise.
+        planes = _window_planes(x, ph, pw, sh, sw, oh, ow)
+        out = planes[0].copy()
+        for plane in planes[1:]:
+            np.maximum(out, plane, out=out)
+        if x.dtype.kind != "f" or not np.isnan(out).any():
+            # First maximum in row-major order = the number of leading planes below it.
+            below = planes[0] != out
+            count = below.astype(np.int8 if len(planes) < 128 else np.intp)  # narrow: fast
+            unequal = np.empty_like(below)
+            for plane in planes[1:-1]:
+                np.not_equal(plane, out, out=unequal)
+                below &= unequal
+                count += below
+            argmax = count.astype(np.intp, copy=False)
+            zero = out == 0
+            if x.dtype.kind == "f" and zero.any():  # 0.0 ties -0.0: keep the first one's sign
+                for offset, plane in enumerate(planes):
+                    np.copyto(out, plane, where=zero & (argmax == offset))
+            return out, MaxPoolCache(x, argmax, ph, pw, sh, sw)
+    # NaN (the first NaN is the maximum, as in numpy and PyTorch) or another dtype.
     win = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(2, 3))[:, :, ::sh, ::sw]
     flat = win.reshape(*win.shape[:4], ph * pw)  # copies: (N, C, OH, OW, ph*pw)
     argmax = flat.argmax(axis=-1)  # first maximum in row-major order
@@ -146,16 +188,30 @@ def maxpool2d_backward(dout: np.ndarray, cache: MaxPoolCache) -> np.ndarray:
             f"dout must have the forward output's shape {argmax.shape}, "
             f"got {getattr(dout, 'shape', None)}"
         )
-    pw = cache.pool_w
+    n, c, h, w = cache.x.shape
+    ph, pw, sh, sw = cache.pool_h, cache.pool_w, cache.stride_h, cache.stride_w
+    oh, ow = argmax.shape[2], argmax.shape[3]
+    dtype = np.result_type(dout, cache.x)
+    if dtype.kind == "f" and dtype.itemsize <= 8 and argmax.size:
+        # Flat index of each window's maximum in x; bincount sums the gradients landing on
+        # the same element (overlapping windows) and leaves zeros elsewhere.
+        offsets = (np.arange(ph).reshape(ph, 1) * w + np.arange(pw)).ravel()
+        target = offsets.take(argmax)  # (N, C, OH, OW)
+        target += (np.arange(n * c).reshape(n, c, 1) * (h * w) + np.arange(oh) * (sh * w))[
+            ..., None
+        ]
+        target += np.arange(ow) * sw
+        dx = np.bincount(target.ravel(), weights=dout.ravel(), minlength=n * c * h * w)
+        return dx.reshape(n, c, h, w).astype(dtype, copy=False)
     zero = np.zeros((), dtype=dout.dtype)
     return _scatter(
         lambda u, v: np.where(argmax == u * pw + v, dout, zero),
         cache.x.shape,
-        cache.pool_h,
+        ph,
         pw,
-        cache.stride_h,
-        cache.stride_w,
-        np.result_type(dout, cache.x),
+        sh,
+        sw,
+        dtype,
     )
 
 

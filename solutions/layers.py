@@ -91,14 +91,22 @@ def _conv_padding(
     return ph, ph, pw, pw
 
 
-def _windows(xp: np.ndarray, kh: int, kw: int, cache: Conv2dCache) -> np.ndarray:
-    """View of every receptive window: (N, C, OH, OW, KH, KW), no copy."""
+def _im2col(x: np.ndarray, kh: int, kw: int, cache: Conv2dCache) -> np.ndarray:
+    """Every receptive window as a column, channels first: (N, C*KH*KW, OH*OW), a copy.
+
+    Rows are ``(c, u, v)`` in the order of ``w.reshape(F, -1)``; columns are the output
+    positions ``(i, j)`` in row-major order, so the copy's inner loop runs along a row.
+    """
+    pt, pb, pl, pr = cache.pad_top, cache.pad_bottom, cache.pad_left, cache.pad_right
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt + pb + pl + pr else x
     ext_h = cache.dilation_h * (kh - 1) + 1
     ext_w = cache.dilation_w * (kw - 1) + 1
     view = np.lib.stride_tricks.sliding_window_view(xp, (ext_h, ext_w), axis=(2, 3))
-    return view[
+    win = view[
         :, :, :: cache.stride_h, :: cache.stride_w, :: cache.dilation_h, :: cache.dilation_w
-    ]
+    ]  # (N, C, OH, OW, KH, KW), no copy
+    n, c, oh, ow = win.shape[:4]
+    return np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, oh * ow)
 
 
 # Exercise 3.1 (3 points): Convolution forward pass (cross-correlation with stride, padding, dilation)
@@ -158,14 +166,17 @@ def conv2d_forward(
             "use a smaller kernel or more padding"
         )
     cache = Conv2dCache(x, w, sh, sw, pt, pb, pl, pr, dh, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt + pb + pl + pr else x
-    win = _windows(xp, kh, kw, cache)  # (N, C, OH, OW, KH, KW)
-    oh, ow = win.shape[2], win.shape[3]
-    # im2col: rows (n, oh, ow), columns (c, kh, kw); one GEMM with the (F, C*KH*KW) filters.
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    out = cols @ w.reshape(f, -1).T + b  # (N*OH*OW, F)
-    out = out.reshape(n, oh, ow, f).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(out), cache
+    cols = _im2col(x, kh, kw, cache)  # (N, C*KH*KW, OH*OW)
+    oh = (h + pt + pb - ext_h) // sh + 1
+    ow = (wd + pl + pr - ext_w) // sw + 1
+    # One (F, C*KH*KW) @ (C*KH*KW, OH*OW) product per example gives NCHW directly.
+    out = np.matmul(w.reshape(f, -1), cols)
+    bias = b[:, None]
+    if out.dtype == np.result_type(out, bias):
+        out += bias
+    else:
+        out = out + bias
+    return out.reshape(n, f, oh, ow), cache
 
 
 # Exercise 3.2 (4 points): Convolution backward pass: dx, dw and db
@@ -197,25 +208,23 @@ def conv2d_backward(
         raise ValueError(
             f"dout must have the forward output's shape {(n, f, oh, ow)}, got {dout.shape}"
         )
-    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))) if pt + pb + pl + pr else x
-    cols = _windows(xp, kh, kw, cache).transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-    # Rows (n, oh, ow) in memory order: BLAS needs contiguous operands to be fast.
-    dout_rows = np.ascontiguousarray(dout.transpose(0, 2, 3, 1)).reshape(n * oh * ow, f)
-    db = dout.sum(axis=(0, 2, 3))
-    dw = (dout_rows.T @ cols).reshape(w.shape)
-    # col2im: each kernel offset (u, v) scatters onto a strided slice of the padded input,
-    # accumulated channels-last (contiguous slices) and transposed back at the end.
-    dcols = (dout_rows @ w.reshape(f, -1)).reshape(n, oh, ow, c, kh, kw)
-    dxp = np.zeros((n, hp, wp, c), dtype=np.result_type(dout, w))
+    cols = _im2col(x, kh, kw, cache)  # (N, C*KH*KW, OH*OW)
+    dout_cols = dout.reshape(n, f, oh * ow)
+    db = dout_cols.sum(axis=(0, 2))
+    dw = np.matmul(dout_cols, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    # col2im: each kernel offset (u, v) scatters onto a strided slice of the padded input;
+    # channels first, so every slice's inner loop runs along a row of OW values.
+    dcols = np.matmul(w.reshape(f, -1).T, dout_cols).reshape(n, c, kh, kw, oh, ow)
+    dxp = np.zeros((n, c, hp, wp), dtype=np.result_type(dout, w))
     for u in range(kh):
         for v in range(kw):
             r0, c0 = u * dh, v * dw_
             rows = slice(r0, r0 + sh * (oh - 1) + 1, sh)
             columns = slice(c0, c0 + sw * (ow - 1) + 1, sw)
-            dxp[:, rows, columns, :] += dcols[:, :, :, :, u, v]
-    dxp = dxp.transpose(0, 3, 1, 2)
-    dx = dxp[:, :, pt : pt + h, pl : pl + wd]
-    return np.ascontiguousarray(dx), dw, db
+            dxp[:, :, rows, columns] += dcols[:, :, u, v]
+    if pt + pb + pl + pr:
+        dxp = np.ascontiguousarray(dxp[:, :, pt : pt + h, pl : pl + wd])
+    return dxp, dw, db
 
 
 # Exercise 3.3 (2 points): Fully connected forward pass (flattening each example)
