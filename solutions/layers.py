@@ -212,9 +212,15 @@ def conv2d_backward(
     dout_cols = dout.reshape(n, f, oh * ow)
     db = dout_cols.sum(axis=(0, 2))
     dw = np.matmul(dout_cols, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape)
+    w_cols = w.reshape(f, -1).T
+    if cols.flags.writeable and cols.dtype == np.result_type(w_cols, dout_cols):
+        # Reuse the columns' memory: one large fresh array less (page faults cost).
+        dcols = np.matmul(w_cols, dout_cols, out=cols)
+    else:
+        dcols = np.matmul(w_cols, dout_cols)
+    dcols = dcols.reshape(n, c, kh, kw, oh, ow)
     # col2im: each kernel offset (u, v) scatters onto a strided slice of the padded input;
     # channels first, so every slice's inner loop runs along a row of OW values.
-    dcols = np.matmul(w.reshape(f, -1).T, dout_cols).reshape(n, c, kh, kw, oh, ow)
     dxp = np.zeros((n, c, hp, wp), dtype=np.result_type(dout, w))
     for u in range(kh):
         for v in range(kw):
