@@ -38,6 +38,7 @@ import jinja2
 import numpy as np
 
 from grader.errors import ConfigError, GraderFailure
+from grader.exercises import TOPICS
 from grader.registry import ExerciseSpec
 
 #: The package whose code is inlined into solutions (never imported by generated files).
@@ -46,18 +47,9 @@ REFERENCE_PACKAGE = "cnnref"
 MANIFEST_NAME = ".cnnlab-generated"
 #: Topic of the numeric questions (rendered from the question text, not from source).
 QUESTIONS_TOPIC = "questions"
-#: Topic order in notebooks and READMEs (unknown topics follow, alphabetically).
-TOPIC_ORDER = (
-    "shapes",
-    "params",
-    "layers",
-    "pooling",
-    "receptive",
-    "saliency",
-    "transfer",
-    "architectures",
-    QUESTIONS_TOPIC,
-)
+#: Topic order in notebooks and READMEs: the lecture order the registry uses (unknown topics
+#: follow, alphabetically).
+TOPIC_ORDER = TOPICS
 TOPIC_TITLES = {
     "shapes": "Output sizes",
     "params": "Parameters and MACs",
