@@ -41,3 +41,19 @@ def test_version():
 def test_unknown_command_is_usage_error():
     result = CliRunner().invoke(main, ["grdae"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["release", "--out", "/proc/cnnlab-test"],
+        ["export", "gradescope", "--out", "/proc/cnnlab-test.zip", "--seed", "1"],
+        ["saliency", "--out", "/proc/cnnlab-test.png"],
+    ],
+    ids=["release", "export", "saliency"],
+)
+def test_unwritable_output_is_a_clear_error_not_a_traceback(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "cannot use" in result.output and "choose another path" in result.output

@@ -45,5 +45,13 @@ def translate_errors(fn: F) -> F:
             raise CliError(str(exc)) from exc
         except GraderFailure as exc:
             raise GraderCliError(str(exc)) from exc
+        except OSError as exc:
+            # a path the user gave cannot be read or written (missing folder, no permission,
+            # disk full): their environment, not a grader bug
+            where = f" {exc.filename!r}" if exc.filename else ""
+            raise CliError(
+                f"cannot use{where}: {exc.strerror or exc}. Check that the folder exists and "
+                "is writable, or choose another path (e.g. --out)."
+            ) from exc
 
     return wrapper  # type: ignore[return-value]
