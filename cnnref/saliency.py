@@ -30,6 +30,7 @@ __all__ = [
     "spearman_per_image",
 ]
 
+
 def saliency_map(
     model: nn.Module,
     images: torch.Tensor,
