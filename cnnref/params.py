@@ -53,6 +53,19 @@ def _kernel_area(kernel_size: int | tuple[int, int]) -> int:
     return k * k
 
 
+def _check_groups(in_channels: int, out_channels: int, groups: int) -> tuple[int, int, int]:
+    """``(in_channels, out_channels, groups)`` checked: positive ints, groups dividing both."""
+    c = _check_int(in_channels, "in_channels")
+    f = _check_int(out_channels, "out_channels")
+    g = _check_int(groups, "groups")
+    if c % g or f % g:
+        raise ValueError(
+            f"groups must divide in_channels and out_channels, got groups={g} with "
+            f"in_channels={c}, out_channels={f}"
+        )
+    return c, f, g
+
+
 def conv2d_params(
     in_channels: int,
     out_channels: int,
@@ -79,14 +92,7 @@ def conv2d_params(
     Raises:
         ValueError: a count is not a positive int, or ``groups`` does not divide the channels.
     """
-    c = _check_int(in_channels, "in_channels")
-    f = _check_int(out_channels, "out_channels")
-    g = _check_int(groups, "groups")
-    if c % g or f % g:
-        raise ValueError(
-            f"groups must divide in_channels and out_channels, got groups={g} with "
-            f"in_channels={c}, out_channels={f}"
-        )
+    c, f, g = _check_groups(in_channels, out_channels, groups)
     return f * (c // g) * _kernel_area(kernel_size) + (f if bias else 0)
 
 
@@ -158,14 +164,7 @@ def conv2d_macs(
     Returns:
         The MAC count (biases not counted).
     """
-    c = _check_int(in_channels, "in_channels")
-    f = _check_int(out_channels, "out_channels")
-    g = _check_int(groups, "groups")
-    if c % g or f % g:
-        raise ValueError(
-            f"groups must divide in_channels and out_channels, got groups={g} with "
-            f"in_channels={c}, out_channels={f}"
-        )
+    c, f, g = _check_groups(in_channels, out_channels, groups)
     area = _check_int(out_h, "out_h") * _check_int(out_w, "out_w")
     return _kernel_area(kernel_size) * (c // g) * f * area
 

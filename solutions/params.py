@@ -38,6 +38,19 @@ def _kernel_area(kernel_size: int | tuple[int, int]) -> int:
     return k * k
 
 
+def _check_groups(in_channels: int, out_channels: int, groups: int) -> tuple[int, int, int]:
+    """``(in_channels, out_channels, groups)`` checked: positive ints, groups dividing both."""
+    c = _check_int(in_channels, "in_channels")
+    f = _check_int(out_channels, "out_channels")
+    g = _check_int(groups, "groups")
+    if c % g or f % g:
+        raise ValueError(
+            f"groups must divide in_channels and out_channels, got groups={g} with "
+            f"in_channels={c}, out_channels={f}"
+        )
+    return c, f, g
+
+
 # Exercise 2.1 (1 point): Parameters of a convolution layer (filters x filter volume + biases)
 def conv2d_params(
     in_channels: int,
@@ -65,14 +78,7 @@ def conv2d_params(
     Raises:
         ValueError: a count is not a positive int, or ``groups`` does not divide the channels.
     """
-    c = _check_int(in_channels, "in_channels")
-    f = _check_int(out_channels, "out_channels")
-    g = _check_int(groups, "groups")
-    if c % g or f % g:
-        raise ValueError(
-            f"groups must divide in_channels and out_channels, got groups={g} with "
-            f"in_channels={c}, out_channels={f}"
-        )
+    c, f, g = _check_groups(in_channels, out_channels, groups)
     return f * (c // g) * _kernel_area(kernel_size) + (f if bias else 0)
 
 
