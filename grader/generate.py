@@ -677,6 +677,11 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------- templates
 
 
+def topic_title(topic: str) -> str:
+    """The heading of a topic's module and notebook."""
+    return TOPIC_TITLES.get(topic, topic.replace("_", " ").capitalize())
+
+
 def template_dir() -> Path:
     """Folder of the jinja2 templates (the ``grader.templates`` package)."""
     import grader.templates  # noqa: PLC0415
@@ -827,7 +832,7 @@ def render_topic(
     env = template_env()
     context = {
         "topic": topic,
-        "title": TOPIC_TITLES.get(topic, topic.replace("_", " ").capitalize()),
+        "title": topic_title(topic),
         "header": header_line(seed, student, command),
         "solution": solution,
         "specs": list(specs),
@@ -991,7 +996,7 @@ def render_notebook(
     code = None if topic == QUESTIONS_TOPIC else notebook_code(specs)
     text = env.get_template("notebook.j2").render(
         topic=topic,
-        title=TOPIC_TITLES.get(topic, topic.replace("_", " ").capitalize()),
+        title=topic_title(topic),
         header=header_line(seed, student, command),
         solution=solution,
         specs=list(specs),
