@@ -208,7 +208,7 @@ def run_cnnlab(
     wall, log, code = _run(cmd, cwd=course)
     if code not in (0, 3):
         raise SystemExit(f"cnnlab batch failed ({code}):\n{log[-3000:]}")
-    from grader.gradebook import Gradebook
+    from grader.classroom.gradebook import Gradebook
 
     with Gradebook(out / "gradebook.sqlite") as book:
         scores = {r.student: r.score for r in book.submissions()}

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench._report import machine, write_section
 from grader import engine, registry
 from grader.exercises.questions import problem_seed_of
-from grader.sandbox import Sandbox
+from grader.sandbox.runner import Sandbox
 from grader.submission import load_submission
 
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"

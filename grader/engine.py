@@ -6,7 +6,7 @@ The steps, each a small function:
    from its own generator ``np.random.default_rng([seed, stable_hash(name)])`` (so adding or
    selecting exercises never changes another one's numbers), compute the expected outputs with
    ``cnnref`` and every known mistake's outputs on pristine copies of the inputs.
-2. The runner (:class:`grader.sandbox.Sandbox`) runs the student's function on every case of
+2. The runner (:class:`grader.sandbox.runner.Sandbox`) runs the student's function on every case of
    one exercise in one fresh child and hands back plain arrays.
 3. :func:`evaluate` (parent, pure): compare, recognise a known mistake, score.
 
@@ -44,7 +44,7 @@ from grader.results import Result, Status, SubmissionResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from grader.registry import ExerciseSpec
-    from grader.sandbox import RunOutcome, Sandbox
+    from grader.sandbox.runner import RunOutcome, Sandbox
     from grader.submission import Submission
 
 __all__ = [
@@ -449,7 +449,7 @@ def grade_prepared(
         if in_process:
             runner: Any = InProcessRunner()
         else:
-            from grader.sandbox import Sandbox
+            from grader.sandbox.runner import Sandbox
 
             runner = Sandbox()
     else:
@@ -506,8 +506,8 @@ def grade(
         exercises: exercise names to grade; ``None`` or empty grades all of them.
         student: the student id, when known.
         sandbox: a running sandbox to reuse.
-        cases_dir: grade against saved public cases (:mod:`grader.public_cases`) instead of
-            the reference; what a student bundle without ``cnnref`` does.
+        cases_dir: grade against saved public cases (:mod:`grader.problemset.public_cases`)
+            instead of the reference; what a student bundle without ``cnnref`` does.
         in_process: UNSAFE, for the benchmark only (see :func:`grade_prepared`).
         problem_seed: the seed of the student's problem set (the numbers of the numeric
             questions); default: the seed in the submission's generated header, else ``seed``.
@@ -523,7 +523,7 @@ def grade(
     if seed is not None:
         seed = check_seed(seed)
     if cases_dir is not None:
-        from grader.public_cases import load_prepared
+        from grader.problemset.public_cases import load_prepared
 
         saved_seed, saved = load_prepared(cases_dir)
         if seed is not None and seed != saved_seed:
@@ -557,7 +557,7 @@ class InProcessRunner:
     It imports the submission's modules into the grader's own interpreter, so student code
     could read the reference, patch the comparison or hang the grader: it exists to measure
     what the sandbox's isolation costs (``bench/bench_grader.py``), and no command uses it.
-    Same interface as :class:`grader.sandbox.Sandbox`: ``run(...)`` returns a ``RunOutcome``.
+    Same interface as :class:`grader.sandbox.runner.Sandbox`: ``run(...)`` returns a ``RunOutcome``.
     """
 
     def __enter__(self) -> InProcessRunner:
@@ -605,8 +605,8 @@ class InProcessRunner:
         timeout_s: float | None = None,
     ) -> RunOutcome:
         """Run ``harness`` on every case in this process (no limits, no isolation)."""
-        from grader.harness import HARNESSES, MissingFunction, import_harness_modules
-        from grader.sandbox import CaseOutcome, RunOutcome
+        from grader.sandbox.harness import HARNESSES, MissingFunction, import_harness_modules
+        from grader.sandbox.runner import CaseOutcome, RunOutcome
 
         if harness not in HARNESSES:
             import_harness_modules()

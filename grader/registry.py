@@ -51,7 +51,7 @@ class ExerciseSpec:
         title: one line for tables and notebooks.
         points: maximum score.
         function: the student function the harness calls (same name as in ``cnnref``).
-        harness: key of the child-side harness in ``grader.harness`` that calls it.
+        harness: key of the child-side harness in ``grader.sandbox.harness`` that calls it.
         make_cases: draws the randomized cases from a seeded generator; must include the
             hard cases (ties, overlap, padding, dilation, batch of one, non-square, floor!=ceil).
         reference: the expected outputs of a case, computed in the parent from ``cnnref``.

@@ -1,5 +1,5 @@
 """`cnnlab batch`: grade a whole class into a SQLite gradebook, a CSV, feedback files and a
-PNG report. The work is done by :mod:`grader.batch`; this is the command-line shell."""
+PNG report. The work is done by :mod:`grader.classroom.batch`; this is the command-line shell."""
 
 from __future__ import annotations
 
@@ -108,9 +108,10 @@ def batch(
       cnnlab batch submissions/ --out gradebook/ --resume
       cnnlab batch nbgrader-course/ --assignment cnn --seed 7 -e maxpool2d_backward
     """
-    from grader import batch as batchlib
-    from grader import registry, report
-    from grader.gradebook import Gradebook, to_csv, write_atomic
+    from grader import registry
+    from grader.classroom import batch as batchlib
+    from grader.classroom import report
+    from grader.classroom.gradebook import Gradebook, to_csv, write_atomic
 
     if seed is not None and secret_file is not None:
         raise ConfigError("give --seed N (one seed for everyone) or --secret-file, not both")

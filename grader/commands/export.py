@@ -80,8 +80,8 @@ def gradescope(
       cnnlab export gradescope --out autograder.zip --secret-file ~/course/secret.txt
       cnnlab export gradescope --seed 7 -e maxpool2d_backward --out pool.zip
     """
-    from grader import export as exportlib
     from grader import registry
+    from grader.classroom import gradescope as exportlib
 
     specs = registry.select(list(exercises))  # unknown names fail here with a "did you mean"
     if seed is not None and secret_file is not None:

@@ -1,6 +1,6 @@
 """`cnnlab generate`: regenerate the problem set (stubs, solutions, notebooks) for a seed.
 
-A thin shell over :mod:`grader.generate`; the library raises typed errors, which
+A thin shell over :mod:`grader.problemset.generate`; the library raises typed errors, which
 ``translate_errors`` turns into messages and exit status 2.
 """
 
@@ -101,7 +101,7 @@ def generate_command(
       cnnlab generate --seed 7 --out /tmp/ps7
       cnnlab generate --student s1234 --secret-file ~/course.secret --out variants/s1234
     """
-    from grader.generate import generate
+    from grader.problemset.generate import generate
 
     resolved = resolve_seed(seed, student, secret_file, assignment)
     report = generate(

@@ -1,6 +1,6 @@
 """`cnnlab release`: write the student bundle (stubs, notebooks, grader runtime, public cases).
 
-A thin shell over :mod:`grader.bundle`; typed errors become messages and exit status 2.
+A thin shell over :mod:`grader.problemset.bundle`; typed errors become messages and exit status 2.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def release_command(
       cnnlab release --out release/
       cnnlab release --student s1234 --secret-file ~/course.secret --out bundles/s1234
     """
-    from grader.bundle import write_bundle
     from grader.commands.generate import resolve_seed
+    from grader.problemset.bundle import write_bundle
 
     resolved = resolve_seed(seed, student, secret_file, assignment)
     bundle = write_bundle(Path(out), seed=resolved, student=student, force=force)

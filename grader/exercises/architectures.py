@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnref import architectures
 from grader.exercises._common import case
-from grader.harness_torch import single_threaded
+from grader.sandbox.harness_torch import single_threaded
 from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
 
 TORCH = frozenset({"torch"})

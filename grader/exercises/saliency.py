@@ -1,7 +1,7 @@
 """Exercise 6.1: saliency maps (lecture: "Saliency Maps", Simonyan et al.).
 
 The map is ``|d logit_target / d image|`` reduced over channels (max by default); the model
-runs in eval mode and is left as it was found. The harness (``grader.harness_torch``) builds
+runs in eval mode and is left as it was found. The harness (``grader.sandbox.harness_torch``) builds
 a small public CNN from the weights in the case and hands it to the student in training mode.
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from cnnref import saliency
 from grader.exercises._common import case
-from grader.harness_torch import saliency_net, single_threaded, state_arrays
+from grader.sandbox.harness_torch import saliency_net, single_threaded, state_arrays
 from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
 
 

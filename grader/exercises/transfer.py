@@ -3,7 +3,7 @@
 7.1 ``freeze``, 7.2 ``replace_head``, 7.3 ``discriminative_param_groups`` (the last group gets
 ``base_lr``, each earlier one ``factor`` times less) and 7.4 ``fit``: train a new head on a
 frozen base to a target accuracy on held-out data (a training exercise, tag ``"training"``).
-The harnesses (``grader.harness_torch``) build small public networks from the case's weights.
+The harnesses (``grader.sandbox.harness_torch``) build small public networks from the case's weights.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from cnnref import train, transfer
 from grader.exercises._common import case
-from grader.harness_torch import (
+from grader.sandbox.harness_torch import (
     feature_net,
     load_weights,
     param_group_modules,

@@ -12,11 +12,12 @@ from grading_support import (
     write_stubs,
 )
 
-from grader import engine, public_cases, registry
+from grader import engine, registry
 from grader.errors import ConfigError, GraderFailure, UnknownExerciseError
+from grader.problemset import public_cases
 from grader.registry import ExerciseSpec, Mistake
 from grader.results import Status
-from grader.sandbox import CaseOutcome, RunOutcome
+from grader.sandbox.runner import CaseOutcome, RunOutcome
 from grader.submission import load_submission
 
 

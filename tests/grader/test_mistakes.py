@@ -84,7 +84,7 @@ def test_a_submission_making_the_mistake_gets_its_message(tmp_path, exercise, sl
 
 @pytest.mark.slow
 def test_mistake_messages_through_the_real_sandbox(tmp_path):
-    from grader.sandbox import Sandbox
+    from grader.sandbox.runner import Sandbox
     from grader.submission import load_submission
 
     with Sandbox() as sandbox:

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import grader.harness_questions  # noqa: F401  (registers the "question" harness)
+import grader.sandbox.harness_questions  # noqa: F401  (registers the "question" harness)
 from grader import engine
 from grader.exercises import questions
-from grader.generate import question_case, question_text, render_topic
-from grader.harness import HARNESSES, BadReturn
+from grader.problemset.generate import question_case, question_text, render_topic
 from grader.results import Status
+from grader.sandbox.harness import HARNESSES, BadReturn
 
 SEEDS = st.integers(min_value=0, max_value=2**31 - 2)
 

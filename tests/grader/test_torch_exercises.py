@@ -124,7 +124,7 @@ def test_saliency_cases_cover_int_target_batch_of_one_and_every_reduce(prepared)
 def test_reference_saliency_is_the_absolute_logit_gradient_in_eval_mode(prepared):
     import torch
 
-    from grader.harness_torch import load_weights, saliency_net
+    from grader.sandbox.harness_torch import load_weights, saliency_net
 
     c = prepared["saliency_map"].cases[0]
     images = torch.from_numpy(c.inputs["images"]).requires_grad_(True)
@@ -180,7 +180,7 @@ def test_each_mistake_gets_its_message(tmp_path, prepared, exercise, slug, snipp
 
 
 def test_stubs_score_zero_as_not_implemented(tmp_path, prepared):
-    from grader import generate
+    from grader.problemset import generate
 
     folder = tmp_path / "stubs"
     folder.mkdir()
@@ -277,7 +277,7 @@ def test_fine_tuning_keeps_held_out_labels_in_the_parent():
 
 
 def test_saved_public_cases_keep_hidden_data_out_of_the_inputs(tmp_path):
-    from grader import public_cases
+    from grader.problemset import public_cases
 
     item = engine.prepare(registry.get("fit"), SEED)
     public_cases.save_prepared(tmp_path, [item], seed=SEED)
@@ -290,7 +290,7 @@ def test_saved_public_cases_keep_hidden_data_out_of_the_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_the_reference_passes_in_the_sandbox(tmp_path):
-    from grader.sandbox import Sandbox
+    from grader.sandbox.runner import Sandbox
 
     with Sandbox() as box:
         result = engine.grade(

@@ -1,7 +1,8 @@
 """The sandboxed child: set itself up, load the student's code, run a harness on each case.
 
-The fork server (``grader._forkserver``) forks once per :meth:`grader.sandbox.Sandbox.run` and
-calls :func:`child_main` in the new process, which never returns. In order it:
+The fork server (``grader.sandbox.forkserver``) forks once per
+:meth:`grader.sandbox.runner.Sandbox.run` and calls :func:`child_main` in the new process,
+which never returns. In order it:
 
 1. becomes the leader of its own session and process group (``os.setsid``), so the parent can
    kill it and everything it started with one ``os.killpg``;
@@ -12,7 +13,7 @@ calls :func:`child_main` in the new process, which never returns. In order it:
 4. when the server runs as root and was told to, gives the folder to an unprivileged user and
    becomes that user;
 5. reports "set up" to the server through a pipe it then closes (so student code cannot fake
-   it), installs the audit hook (``grader.audit``) and caps ``sys.stdout``/``sys.stderr``;
+   it), installs the audit hook (``grader.sandbox.audit``) and caps ``sys.stdout``/``sys.stderr``;
 6. for each case: decodes ``case_NNN.in.npz``, calls the harness, writes
    ``case_NNN.out.npz`` then ``case_NNN.status.json`` (both atomically).
 
@@ -41,8 +42,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from grader import audit, caseio
-from grader.harness import HARNESSES, BadReturn, MissingFunction
+from grader.sandbox import audit, caseio
+from grader.sandbox.harness import HARNESSES, BadReturn, MissingFunction
 
 MB = 1024 * 1024
 MESSAGE_CHARS = 400

@@ -1,7 +1,7 @@
 """Running untrusted student code: one fresh, limited child process per (submission, exercise).
 
 The parent (this module) never imports student code and never unpickles anything. A
-:class:`Sandbox` owns a *fork server* (``grader._forkserver``): a long-lived helper started
+:class:`Sandbox` owns a *fork server* (``grader.sandbox.forkserver``): a long-lived helper started
 from a clean interpreter (``python -I``, minimal environment, no course secret) that has
 numpy, torch and the child-side grader modules already imported, so that each run costs a
 ``fork`` (milliseconds) rather than an interpreter start (a second or more).
@@ -9,9 +9,9 @@ numpy, torch and the child-side grader modules already imported, so that each ru
 One :meth:`Sandbox.run`:
 
 1. makes a fresh temporary folder and writes the submission's source (JSON) and each case
-   (``case_NNN.in.npz``, via :mod:`grader.caseio`) into it;
-2. asks the server to fork a child (see ``grader._child``): own session and process group,
-   resource limits, the audit hook (``grader.audit``), output captured to a capped file;
+   (``case_NNN.in.npz``, via :mod:`grader.sandbox.caseio`) into it;
+2. asks the server to fork a child (see ``grader.sandbox.child``): own session and process group,
+   resource limits, the audit hook (``grader.sandbox.audit``), output captured to a capped file;
 3. waits at most the wall-clock limit, then kills the child's whole process group with
    ``SIGKILL`` — finished or not, the group is killed after every run;
 4. only after the child is gone, reads each case's status file and output ``.npz`` strictly
@@ -45,15 +45,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from grader import caseio
-from grader._child import (
+from grader.errors import GraderFailure
+from grader.sandbox import caseio
+from grader.sandbox.child import (
     OUTPUT_FILE,
     SUBMISSION_FILE,
     case_in,
     case_out,
     case_status,
 )
-from grader.errors import GraderFailure
 from grader.submission import Submission
 
 CaseStatus = Literal["ok", "not_implemented", "error", "timeout", "memory", "crashed"]
@@ -133,7 +133,7 @@ def default_forbidden_paths() -> list[Path]:
     spec = find_spec("cnnref")
     if spec is not None and spec.submodule_search_locations:
         paths += [Path(p) for p in spec.submodule_search_locations]
-    grader_dir = Path(__file__).resolve().parent
+    grader_dir = Path(__file__).resolve().parent.parent
     paths.append(grader_dir)
     for root in {grader_dir.parent, *(p.parent for p in paths[:-1])}:
         if (root / "solutions").exists():
@@ -207,9 +207,10 @@ class _Server:
     def __init__(self, preload_torch: bool, base: Path) -> None:
         self.log_path = base / "forkserver.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         bootstrap = (
-            f"import sys; sys.path.insert(0, {root!r}); from grader._forkserver import main; main()"
+            f"import sys; sys.path.insert(0, {root!r}); "
+            "from grader.sandbox.forkserver import main; main()"
         )
         argv = [sys.executable, "-I", "-c", bootstrap]
         if not preload_torch:
@@ -400,9 +401,9 @@ class Sandbox:
 
         Args:
             submission: the student's source (:func:`grader.submission.load_submission`).
-            harness: key of ``grader.harness.HARNESSES`` (e.g. ``"call"``).
+            harness: key of ``grader.sandbox.harness.HARNESSES`` (e.g. ``"call"``).
             function: the student function the harness calls.
-            cases: keyword arguments of each call (see :func:`grader.caseio.encode_case`).
+            cases: keyword arguments of each call (see :func:`grader.sandbox.caseio.encode_case`).
             module_hint: module to look in first (the exercise's topic, e.g. ``"pooling"``).
             timeout_s: wall-clock limit of this run (default ``limits.wall_s``); the CPU
                 limit is raised to match when it is larger.

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader.gradebook import GRADED, GRADER_ERROR, GradedSubmission
+from grader.classroom.gradebook import GRADED, GRADER_ERROR, GradedSubmission
+from grader.classroom.report import exercise_stats, mistake_counts, write_report
 from grader.registry import Mistake
-from grader.report import exercise_stats, mistake_counts, write_report
 from grader.results import Result, Status
 
 SPECS = [

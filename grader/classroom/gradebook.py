@@ -89,7 +89,7 @@ class GradedSubmission:
         max_score: points available.
         seed: the seed the cases were drawn from (``None`` if never graded).
         source: the path that was graded.
-        content_hash: hash of the submission's files (see ``grader.batch.content_hash``).
+        content_hash: hash of the submission's files (see ``grader.classroom.batch.content_hash``).
         config_hash: hash of the grading configuration.
         attempts: how many times grading was tried (2 after a retried grader failure).
         wall_s: wall-clock seconds of the last attempt.

@@ -8,8 +8,7 @@ import sqlite3
 
 import pytest
 
-from grader.errors import ConfigError
-from grader.gradebook import (
+from grader.classroom.gradebook import (
     GRADED,
     GRADER_ERROR,
     UNREADABLE,
@@ -17,6 +16,7 @@ from grader.gradebook import (
     to_csv,
     write_atomic,
 )
+from grader.errors import ConfigError
 from grader.results import Result, Status, SubmissionResult
 
 

@@ -1,6 +1,6 @@
 """Child-side harness of the numeric questions (``grader.exercises.questions``).
 
-Runs inside the sandboxed child, like :mod:`grader.harness`: numpy only, no reference code.
+Runs inside the sandboxed child, like :mod:`grader.sandbox.harness`: numpy only, no reference code.
 A question is answered by a zero-argument function returning a number; the case (the
 question's numbers) stays in the parent's reference and is not passed to the student.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.harness import BadReturn, Getter, as_array, harness
+from grader.sandbox.harness import BadReturn, Getter, as_array, harness
 
 
 @harness("question")

@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from grader import seeds
+from grader.classroom.gradescope import CONFIG_NAME, SECRET_NAME, AutograderConfig, student_id
 from grader.cli import main
-from grader.export import CONFIG_NAME, SECRET_NAME, AutograderConfig, student_id
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "submissions"
 CORRECT = FIXTURES / "plain_loops"
 EXERCISES = ["conv_output_size", "maxpool2d_forward"]
 SECRET = "test-course-secret-0123456789"
@@ -233,5 +233,5 @@ def test_export_builds_a_real_wheel(tmp_path):
         inner.write_bytes(zf.read(wheels[0]))
     with zipfile.ZipFile(inner) as whl:
         files = set(whl.namelist())
-    assert "grader/export.py" in files and "grader/engine.py" in files
+    assert "grader/classroom/gradescope.py" in files and "grader/engine.py" in files
     assert "cnnref/layers.py" in files and "grader/exercises/__init__.py" in files

@@ -1,6 +1,6 @@
 """Child-side harnesses of the torch exercises: saliency, transfer learning, blocks, training.
 
-Runs inside the sandboxed child, like :mod:`grader.harness`: numpy and torch only, never
+Runs inside the sandboxed child, like :mod:`grader.sandbox.harness`: numpy and torch only, never
 ``cnnref``. The models a harness needs are the small public networks defined here (none of
 them is the answer to an exercise); their weights travel in the case as arrays (state-dict
 entries) and are loaded with :func:`load_weights`. The parent imports this module too, to
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.harness import BadReturn, Getter, as_array, harness
+from grader.sandbox.harness import BadReturn, Getter, as_array, harness
 
 # ----------------------------------------------------------------------------- public models
 

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from grader import generate as gen
 from grader import registry
 from grader.cli import main
 from grader.errors import ConfigError, GraderFailure
+from grader.problemset import generate as gen
 from grader.registry import ExerciseSpec
 from grader.seeds import DEFAULT_SEED
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_committed_output_matches_the_generator(default_files):
 def test_same_seed_is_byte_identical_across_processes(default_files, tmp_path):
     """No dict/set order, hash seed or clock leaks into the output."""
     code = (
-        "import json, sys; from grader.generate import render_problem_set; "
+        "import json, sys; from grader.problemset.generate import render_problem_set; "
         f"json.dump(render_problem_set(seed={DEFAULT_SEED}), sys.stdout)"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -325,7 +325,7 @@ def test_generated_notebooks_grade_as_expected(kind, expect_full, default_files,
     gets full marks, the student copy is not_implemented everywhere."""
     from grader import engine
     from grader.results import Status
-    from grader.sandbox import Sandbox
+    from grader.sandbox.runner import Sandbox
 
     with Sandbox() as box:
         for rel, text in sorted(default_files.items()):

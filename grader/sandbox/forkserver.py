@@ -1,10 +1,11 @@
 """The fork server: a clean, preloaded interpreter that forks one sandboxed child per run.
 
-Started by :class:`grader.sandbox.Sandbox` as ``python -I -c <bootstrap>`` with a minimal
+Started by :class:`grader.sandbox.runner.Sandbox` as ``python -I -c <bootstrap>`` with a minimal
 environment (no ``CNNLAB_*`` variables, no secret). It imports numpy, torch (optional), the
-child-side grader modules (``grader.harness``, ``grader.harness_*``, ``grader._child``,
-``grader.audit``, ``grader.caseio``) and nothing else of the grader, never ``cnnref``; then it
-answers requests, one at a time, as JSON lines on stdin/stdout:
+child-side grader modules (``grader.sandbox.harness``, ``grader.sandbox.harness_*``,
+``grader.sandbox.child``, ``grader.sandbox.audit``, ``grader.sandbox.caseio``) and nothing else
+of the grader, never ``cnnref``; then it answers requests, one at a time, as JSON lines on
+stdin/stdout:
 
 * ``{"op": "run", ...}``  ->  ``{"event": "started", "pid": N}`` as soon as the child exists,
   then ``{"event": "exited", "pid": N, "code"|"signal": ..., "setup": ..., "cpu_s": ...,
@@ -51,12 +52,12 @@ def _preload(preload_torch: bool) -> list[str]:
     import importlib
     import pkgutil
 
-    import grader
-    import grader._child  # noqa: F401 - also imports grader.harness, audit, caseio
+    import grader.sandbox
+    import grader.sandbox.child  # noqa: F401 - also imports grader.sandbox.harness, audit, caseio
 
-    for info in pkgutil.iter_modules(grader.__path__):
+    for info in pkgutil.iter_modules(grader.sandbox.__path__):
         if info.name.startswith("harness_"):
-            importlib.import_module(f"grader.{info.name}")
+            importlib.import_module(f"grader.sandbox.{info.name}")
     return sorted(m for m in sys.modules if m == "grader" or m.startswith("grader."))
 
 
@@ -96,7 +97,7 @@ def _wait_for_exit(pid: int, limit: float) -> bool:
 
 
 def _run(req: dict[str, Any], out: Any, grader_modules: list[str]) -> None:
-    from grader._child import child_main
+    from grader.sandbox.child import child_main
 
     req["policy"]["allowed_grader_modules"] = grader_modules
     read_fd, write_fd = os.pipe()

@@ -1,4 +1,4 @@
-"""grader.caseio: exact round trips of cases, strict reading of untrusted .npz files."""
+"""grader.sandbox.caseio: exact round trips of cases, strict reading of untrusted .npz files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from grader.caseio import (
+from grader.sandbox.caseio import (
     MANIFEST_KEY,
     BadArrayFile,
     CaseEncodingError,

@@ -1,4 +1,4 @@
-"""grader.sandbox: statuses, messages, partial results, notebooks, grader faults, overhead."""
+"""grader.sandbox.runner: statuses, messages, partial results, notebooks, grader faults."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from grader.errors import GraderFailure
-from grader.sandbox import Limits, Sandbox
+from grader.sandbox.runner import Limits, Sandbox
 from grader.submission import load_submission
 
 CASE = {"n_in": 32, "kernel_size": 3}
@@ -289,7 +289,7 @@ def test_parent_killed_mid_run_leaves_no_server_or_child(tmp_path):
         "    time.sleep(1000)\n"
     )
     script = (
-        "from grader.sandbox import Limits, Sandbox\n"
+        "from grader.sandbox.runner import Limits, Sandbox\n"
         "from grader.submission import load_submission\n"
         f"sub = load_submission({str(tmp_path / 'sub.py')!r})\n"
         "box = Sandbox(Limits(wall_s=2.0), preload_torch=False)\n"

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from grader import bundle, engine, public_cases, registry
+from grader import engine, registry
 from grader.cli import main
 from grader.errors import ConfigError
-from grader.generate import function_code, render_problem_set
+from grader.problemset import bundle, public_cases
+from grader.problemset.generate import function_code, render_problem_set
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SECRET = "do-not-ship-this-course-secret-8f2b"
 SEED = 424242
 
@@ -25,7 +26,7 @@ SEED = 424242
 # (or of the specs/generator, which reach it) raises ImportError in the grading process.
 BOOT = (
     "import sys\n"
-    "for m in ('cnnref', 'grader.exercises', 'grader.registry', 'grader.generate'):\n"
+    "for m in ('cnnref', 'grader.exercises', 'grader.registry', 'grader.problemset.generate'):\n"
     "    sys.modules[m] = None\n"
     "sys.path.insert(0, '.')\n"
     "sys.argv = ['cnnlab', *sys.argv[1:]]\n"
@@ -202,7 +203,7 @@ def test_bundle_cli_registers_only_grade():
 
 def test_runtime_never_ships_reference_modules():
     modules = bundle.runtime_modules()
-    assert "grader.engine" in modules and "grader.sandbox" in modules
-    assert "grader._forkserver" in modules and "grader.harness_questions" in modules
+    assert "grader.engine" in modules and "grader.sandbox.runner" in modules
+    assert "grader.sandbox.forkserver" in modules and "grader.sandbox.harness_questions" in modules
     assert not any(m.startswith(("grader.exercises", "cnnref")) for m in modules)
-    assert "grader.generate" not in modules and "grader.registry" not in modules
+    assert "grader.problemset.generate" not in modules and "grader.registry" not in modules

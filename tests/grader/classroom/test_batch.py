@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, seeds
-from grader.batch import Entry, SeedPolicy
+from grader import seeds
+from grader.classroom import batch
+from grader.classroom.batch import Entry, SeedPolicy
+from grader.classroom.gradebook import GRADED, GRADER_ERROR, UNREADABLE, Gradebook
 from grader.errors import ConfigError, GraderFailure, SubmissionError
-from grader.gradebook import GRADED, GRADER_ERROR, UNREADABLE, Gradebook
 from grader.registry import all_specs
 from grader.results import Result, Status, SubmissionResult
 
@@ -442,7 +443,7 @@ def test_several_notebooks_are_one_submission_executed_cell_by_cell(tmp_path):
 
 # -- the command, end to end with the real engine and sandbox -------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SOLUTIONS = ROOT / "solutions"
 MISTAKES = ROOT / "tests" / "fixtures" / "submissions" / "mistakes"
 E2E_EXERCISES = ["conv_output_size", "maxpool2d_backward", "q2_output_size"]

@@ -74,19 +74,19 @@ def to_outputs(value: Any, names: tuple[str, ...] = ("out",)) -> dict[str, np.nd
 
 
 def import_harness_modules() -> list[str]:
-    """Import every ``grader/harness_*.py`` (each registers its harnesses); their names."""
+    """Import every ``grader/sandbox/harness_*.py`` (each registers its harnesses); their names."""
     import importlib
     import pkgutil
 
-    import grader
+    import grader.sandbox
 
     names = sorted(
         info.name
-        for info in pkgutil.iter_modules(grader.__path__)
+        for info in pkgutil.iter_modules(grader.sandbox.__path__)
         if info.name.startswith("harness_")
     )
     for name in names:
-        importlib.import_module(f"grader.{name}")
+        importlib.import_module(f"grader.sandbox.{name}")
     return names
 
 

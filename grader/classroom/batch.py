@@ -8,7 +8,7 @@ The pipeline, one small step each:
 2. :func:`content_hash` fingerprints an entry's files, so ``--resume`` can tell an already
    graded submission from a changed resubmission.
 3. :func:`run_batch` grades the entries in worker processes (``jobs`` of them, each with its
-   own sandbox), writes each result to the :class:`~grader.gradebook.Gradebook` in one
+   own sandbox), writes each result to the :class:`~grader.classroom.gradebook.Gradebook` in one
    transaction as soon as it is finished, retries a grader failure once and records it as
    ``grader_error`` (never a score), and writes a feedback file per student.
 4. The command (``grader/commands/batch.py``) then writes the CSV and the PNG report.
@@ -40,8 +40,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grader import seeds
+from grader.classroom.gradebook import (
+    GRADER_ERROR,
+    UNREADABLE,
+    Gradebook,
+    GradedSubmission,
+    write_atomic,
+)
 from grader.errors import ConfigError, GraderFailure, SubmissionError
-from grader.gradebook import GRADER_ERROR, UNREADABLE, Gradebook, GradedSubmission, write_atomic
 from grader.results import Result, Status, SubmissionResult
 
 # -- limits for .zip submissions (a zip bomb or a path traversal must not hurt the batch) ---
@@ -53,7 +59,7 @@ ZIP_MAX_MEMBER_BYTES = 16 * 1024 * 1024
 #: Most bytes a whole extracted submission may have.
 ZIP_MAX_TOTAL_BYTES = 64 * 1024 * 1024
 #: The grading function workers call: the engine in the worker's sandbox.
-DEFAULT_GRADE_FN = "grader.batch:grade_entry"
+DEFAULT_GRADE_FN = "grader.classroom.batch:grade_entry"
 #: Seconds a worker may take to start (import torch, the registry) before it is replaced.
 WORKER_START_TIMEOUT_S = 300.0
 #: Worker start failures after which the batch stops trying (the grader cannot run here).
@@ -462,7 +468,7 @@ def _sandbox() -> Any:
     """This worker's sandbox (one per worker process, started on first use)."""
     global _SANDBOX
     if _SANDBOX is None:
-        from grader.sandbox import Sandbox
+        from grader.sandbox.runner import Sandbox
 
         _SANDBOX = Sandbox()
     return _SANDBOX

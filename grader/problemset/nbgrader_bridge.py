@@ -56,7 +56,7 @@ def answer_cells(notebook: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _bundle_cases() -> Path | None:
-    here = Path(__file__).resolve().parent.parent / BUNDLE_CASES
+    here = Path(__file__).resolve().parents[2] / BUNDLE_CASES
     return here if (here / "manifest.json").is_file() else None
 
 

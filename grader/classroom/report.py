@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.gradebook import GRADER_ERROR, GradedSubmission
+from grader.classroom.gradebook import GRADER_ERROR, GradedSubmission
 from grader.results import Status
 
 #: Outcome groups of panel 2, in stacking order, with their colours.

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import nbgrader_bridge, registry
-from grader.generate import render_notebook
+from grader import registry
+from grader.problemset import nbgrader_bridge
+from grader.problemset.generate import render_notebook
 from grader.seeds import DEFAULT_SEED
 
 TOPIC = "params"

@@ -7,7 +7,7 @@ A bundle folder holds::
     <topic>.ipynb          the same exercises as notebooks (next to grader/, so that the
                            notebook's check cells can import it)
     grader/                the grading runtime: only the modules `cnnlab grade` needs
-    cases/                 public check cases for a fresh public seed (grader.public_cases)
+    cases/                 public check cases for a fresh public seed (public_cases.py)
 
 and nothing else: no ``cnnref``, no solutions, no exercise specs, no course secret, no
 hidden seed. The runtime is found by following the ``grader`` imports of the grading entry
@@ -41,23 +41,22 @@ RUNTIME_ROOTS = (
     "grader.commands",
     "grader.commands.grade",
     "grader.engine",
-    "grader.public_cases",
-    "grader.sandbox",
-    "grader._child",
-    "grader._forkserver",
+    "grader.problemset.public_cases",
+    "grader.sandbox.runner",
+    "grader.sandbox.child",
+    "grader.sandbox.forkserver",
     "grader.submission",
-    "grader.harness",
-    "grader.nbgrader_bridge",
+    "grader.sandbox.harness",
+    "grader.problemset.nbgrader_bridge",
 )
 #: Modules that hold or reach the reference, secrets or instructor tooling: never shipped,
 #: even when a shipped module imports them lazily on a path the bundle does not take.
 NEVER_SHIPPED = (
     "grader.exercises",
     "grader.registry",
-    "grader.generate",
-    "grader.bundle",
-    "grader.batch",
-    "grader.gradebook",
+    "grader.problemset.generate",
+    "grader.problemset.bundle",
+    "grader.classroom",
     "grader.templates",
 )
 #: Commands the bundle's command line registers.
@@ -122,9 +121,12 @@ def _is_submodule(name: str) -> bool:
 
 def runtime_modules() -> list[str]:
     """The grader modules a bundle ships, sorted: the closure of :data:`RUNTIME_ROOTS` under
-    ``grader`` imports, without :data:`NEVER_SHIPPED`, plus every ``grader/harness_*.py``."""
-    harness_dir = _module_file("grader").parent
-    roots = list(RUNTIME_ROOTS) + [f"grader.{p.stem}" for p in harness_dir.glob("harness_*.py")]
+    ``grader`` imports, without :data:`NEVER_SHIPPED`, plus every
+    ``grader/sandbox/harness_*.py``."""
+    harness_dir = _module_file("grader.sandbox").parent
+    roots = list(RUNTIME_ROOTS) + [
+        f"grader.sandbox.{p.stem}" for p in harness_dir.glob("harness_*.py")
+    ]
     seen: set[str] = set()
     todo = [r for r in roots if not _is_excluded(r)]
     while todo:
@@ -211,8 +213,9 @@ def write_bundle(
         ConfigError: ``out`` exists and is not empty (without ``force``), or is a file.
         GraderFailure: the reference failed while making the public cases.
     """
-    from grader import engine, public_cases, registry
-    from grader.generate import render_problem_set, render_readme
+    from grader import engine, registry
+    from grader.problemset import public_cases
+    from grader.problemset.generate import render_problem_set, render_readme
 
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -3,7 +3,7 @@
 A cases folder holds ``manifest.json`` (the seed and, per exercise, everything
 :class:`grader.engine.PreparedExercise` holds except arrays) and one ``<exercise>.npz`` per
 exercise with, for case ``i``: its encoded inputs under ``c{i}.in.*``
-(:func:`grader.caseio.encode_case`), its expected outputs under ``c{i}.out.<name>`` and each
+(:func:`grader.sandbox.caseio.encode_case`), its expected outputs under ``c{i}.out.<name>`` and each
 visible known mistake's outputs under ``c{i}.mis.<slug>.<name>``. Every file is written
 atomically (the ``.npz`` files first, the manifest last, so a folder with a manifest is
 complete) and read back strictly (``allow_pickle=False``, numeric and string arrays only).
@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from grader.caseio import BadArrayFile, decode_case, encode_case, load_npz_strict, save_npz
 from grader.engine import PreparedCase, PreparedExercise
 from grader.errors import ConfigError
+from grader.sandbox.caseio import BadArrayFile, decode_case, encode_case, load_npz_strict, save_npz
 
 FORMAT = "cnnlab-public-cases/1"
 MANIFEST = "manifest.json"

@@ -1,5 +1,6 @@
 """A Gradescope autograder for cnnlab: ``cnnlab export gradescope`` builds the zip, and the
-zip's ``run_autograder`` calls ``python -m grader.export run`` inside Gradescope's container.
+zip's ``run_autograder`` calls ``python -m grader.classroom.gradescope run`` inside
+Gradescope's container.
 
 Gradescope runs one container per submission, which is how a class of any size is graded.
 The zip holds:
@@ -52,7 +53,7 @@ TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 GRADE_TIMEOUT_S = 30 * 60
 #: Files a wheel must hold for the autograder to work (the registry lives in grader.exercises).
-REQUIRED_IN_WHEEL = ("grader/engine.py", "grader/sandbox.py", "grader/exercises/__init__.py")
+REQUIRED_IN_WHEEL = ("grader/engine.py", "grader/sandbox/runner.py", "grader/exercises/__init__.py")
 
 SETUP_SH = f"""#!/usr/bin/env bash
 # Gradescope runs this once, when it builds the autograder image.
@@ -77,7 +78,7 @@ set -uo pipefail
 ROOT="${{{ROOT_ENV}:-/autograder}}"
 PY="${{{PYTHON_ENV}:-python3}}"
 unset CNNLAB_COURSE_SECRET CNNLAB_COURSE_SECRET_FILE
-exec "$PY" -m grader.export run --root "$ROOT"
+exec "$PY" -m grader.classroom.gradescope run --root "$ROOT"
 """
 
 README = """cnnlab autograder for Gradescope
@@ -139,7 +140,7 @@ class AutograderConfig:
 
 def source_root() -> Path | None:
     """The source checkout cnnlab runs from (``pyproject.toml`` next to ``grader/``), if any."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "cnnref").is_dir() else None
 
 
@@ -382,7 +383,7 @@ def run_autograder(root: str | Path) -> int:
     # The seed is derived in a separate short-lived process, so the grading process (whose
     # sandbox forks the children running student code) never holds the course secret.
     proc = subprocess.run(
-        [sys.executable, "-m", "grader.export", "seed", "--root", str(root)],
+        [sys.executable, "-m", "grader.classroom.gradescope", "seed", "--root", str(root)],
         capture_output=True,
         text=True,
     )
@@ -419,8 +420,8 @@ def _last_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m grader.export run|seed --root ROOT`` (what ``run_autograder`` calls)."""
-    parser = argparse.ArgumentParser(prog="python -m grader.export")
+    """``python -m grader.classroom.gradescope run|seed --root ROOT`` (``run_autograder``)."""
+    parser = argparse.ArgumentParser(prog="python -m grader.classroom.gradescope")
     parser.add_argument("step", choices=["run", "seed"])
     parser.add_argument("--root", default=os.environ.get(ROOT_ENV, "/autograder"))
     args = parser.parse_args(argv)
