@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import secrets
 import sys
 import time
 import types
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from grader import seeds as seeds_mod
 from grader.compare import POSTPROCESS, check_outputs, outputs_match
 from grader.errors import ConfigError, GraderFailure, UnknownExerciseError
 from grader.results import Result, Status, SubmissionResult
@@ -64,7 +64,7 @@ __all__ = [
 
 #: Key of a case's human label (what makes the case hard); removed before anything runs it.
 CASE_LABEL = "_label"
-MAX_SEED = 2**31 - 1
+MAX_SEED = seeds_mod.MAX_SEED
 _STATUS_OF_CASE = {
     "not_implemented": Status.NOT_IMPLEMENTED,
     "error": Status.ERROR,
@@ -131,7 +131,7 @@ def exercise_rng(seed: int, name: str) -> np.random.Generator:
 
 def fresh_seed() -> int:
     """A new random seed for a run without ``--seed`` (printed so the run can be repeated)."""
-    return secrets.randbelow(MAX_SEED)
+    return seeds_mod.fresh_seed()
 
 
 def check_seed(seed: object) -> int:
@@ -497,54 +497,92 @@ def grade(
     cases_dir: Path | None = None,
     in_process: bool = False,
     problem_seed: int | None = None,
+    sources: seeds_mod.SeedSources | None = None,
 ) -> SubmissionResult:
     """Grade the submission at ``path`` (a folder of modules, a ``.py`` or an ``.ipynb``).
 
+    Which seeds grade it is decided by :func:`grader.seeds.resolve` from ``sources`` plus
+    ``seed``, ``problem_seed`` and the submission's generated header (a hint only): the
+    numeric questions are graded against the problem set the student received, and are left
+    out, with a note saying why, when nothing names it. ``result.extra`` records
+    ``seed_source``, ``problem_seed_source``, ``seed_hidden`` (never show the seed to the
+    student), ``notes`` (what the person grading must be told) and ``not_graded``.
+
     Args:
         path: the submission.
-        seed: the seed of the check cases; ``None`` draws a fresh one (recorded in the result).
+        seed: an explicit seed of the check cases (``--seed``); ``None``: from ``sources``,
+            else a fresh one (recorded in the result). It also names the problem set when no
+            stronger source does.
         exercises: exercise names to grade; ``None`` or empty grades all of them.
-        student: the student id, when known.
+        student: the student id, when known (a label of the result).
         sandbox: a running sandbox to reuse.
         cases_dir: grade against saved public cases (:mod:`grader.problemset.public_cases`)
             instead of the reference; what a student bundle without ``cnnref`` does.
         in_process: UNSAFE, for the benchmark only (see :func:`grade_prepared`).
-        problem_seed: the seed of the student's problem set (the numbers of the numeric
-            questions); default: the seed in the submission's generated header, else ``seed``.
+        problem_seed: an explicit seed of the student's problem set (``--problem-seed``).
+        sources: every other source of seeds (student, assigned, course, recorded).
 
     Raises:
         SubmissionError: the path is missing or not a submission.
         UnknownExerciseError: an exercise name is unknown (with a "did you mean").
-        ConfigError: a bad seed, or a seed that the saved cases were not made with.
+        ConfigError: a bad seed, a seed that the saved cases were not made with, or only
+            numeric questions selected while nothing names the problem set.
     """
+    from dataclasses import replace
+
     from grader.submission import load_submission
 
     submission = load_submission(path)
+    sources = sources or seeds_mod.SeedSources()
     if seed is not None:
-        seed = check_seed(seed)
+        sources = replace(sources, seed=check_seed(seed))
+    if problem_seed is not None:
+        sources = replace(sources, problem=check_seed(problem_seed))
+    extra: dict[str, Any] = {}
     if cases_dir is not None:
         from grader.problemset.public_cases import load_prepared
 
         saved_seed, saved = load_prepared(cases_dir)
-        if seed is not None and seed != saved_seed:
+        if sources.seed is not None and sources.seed != saved_seed:
             raise ConfigError(
                 f"the check cases in {str(cases_dir)!r} were made with seed {saved_seed}; "
                 f"drop --seed or pass --seed {saved_seed}"
             )
         seed = saved_seed
         prepared: list[PreparedExercise | Result] = list(_select_saved(saved, exercises))
+        extra.update(seed_source="cases", seed_hidden=False, notes=[])
     else:
         from grader import registry
 
         specs = registry.select(exercises)
-        seed = fresh_seed() if seed is None else seed
-        if problem_seed is None:
-            from grader.exercises.questions import problem_seed_of
-
-            problem_seed = problem_seed_of(submission, default=seed)
-        prepared = prepare_all(specs, seed, problem_seed=problem_seed)
-    return grade_prepared(
+        chosen = seeds_mod.resolve(sources.with_header(submission.modules))
+        seed, problem = chosen.grading, chosen.problem
+        notes = [problem.note] if problem.note else []
+        questions = [s for s in specs if "question" in s.tags]
+        if problem.seed is None and questions:
+            if len(questions) == len(specs):
+                raise ConfigError(problem.note)
+            specs = [s for s in specs if "question" not in s.tags]
+            extra["not_graded"] = {s.name: "the problem set is unknown" for s in questions}
+        elif not questions:
+            notes = []  # nothing was graded against the problem seed: nothing to say
+        extra.update(
+            seed_source=chosen.grading_source,
+            problem_seed_source=problem.source if questions else None,
+            problem_seed=problem.seed if questions and not problem.hidden else None,
+            seed_hidden=chosen.hidden,
+            notes=notes,
+        )
+        prepared = prepare_all(specs, seed, problem_seed=problem.seed)
+    result = grade_prepared(
         submission, prepared, seed=seed, sandbox=sandbox, student=student, in_process=in_process
+    )
+    return SubmissionResult(
+        seed=result.seed,
+        exercises=result.exercises,
+        source=result.source,
+        student=result.student,
+        extra={**result.extra, **extra},
     )
 
 

@@ -3,6 +3,13 @@ Gradescope's ``results.json`` and JUnit XML. Rendering never grades and never ch
 
 ``grader_error`` is shown as "grader error" with no score in the table; in Gradescope and JUnit
 it is a failed test / an ``<error>`` whose message says the grader failed, not the student.
+
+Everything a student's code controls (printed output, exception messages in the feedback, the
+student id) passes through :mod:`grader.sanitize` in every renderer: no ANSI escapes or
+control characters reach a terminal, the JSON is valid for strict parsers, the JUnit XML is
+valid XML 1.0, and Gradescope's ``results.json`` stays within :data:`GRADESCOPE_MAX_BYTES`.
+A seed that must stay hidden (``result.extra["seed_hidden"]``, see :mod:`grader.seeds`) is
+never rendered; Gradescope's output never names a seed at all.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from rich.text import Text
 
 from grader.errors import ConfigError
 from grader.results import Result, Status, SubmissionResult
+from grader.sanitize import clean_doc, clean_text, fit_json, truncate
 
 __all__ = [
     "STATUS_STYLE",
+    "gradescope_json",
     "gradescope_results",
     "json_report",
     "junit_xml",
@@ -32,6 +41,13 @@ __all__ = [
     "table_text",
     "write_report",
 ]
+
+#: Gradescope's specification (autograder_samples, docs/specs.md) documents no size limit for
+#: results.json; we keep it under 1 MB so that a flood of student output can never make it
+#: unreadable or too large to store, and each test's printed output under 16 kB (the start and
+#: the end are kept, around a marker saying how much was cut).
+GRADESCOPE_MAX_BYTES = 1_000_000
+GRADESCOPE_OUTPUT_CHARS = 16_000
 
 STATUS_STYLE = {
     Status.PASSED: ("passed", "bold green"),
@@ -63,12 +79,25 @@ def _table(result: SubmissionResult) -> Table:
     table.add_column("feedback", overflow="fold")
     for r in result.exercises:
         word, style = STATUS_STYLE[r.status]
-        table.add_row(r.name, Text(word, style=style), _score_cell(r), r.feedback)
+        table.add_row(r.name, Text(word, style=style), _score_cell(r), Text(clean_text(r.feedback)))
     return table
 
 
+def seed_hidden(result: SubmissionResult) -> bool:
+    """True when the result's seed must not be shown (derived from the course secret, the
+    grader's assigned seed, the course's or the bundle's problem seed)."""
+    return bool(result.extra.get("seed_hidden"))
+
+
+def notes(result: SubmissionResult) -> list[str]:
+    """What the person grading must be told about this run (e.g. which problem set the numeric
+    questions were checked against, or why they were not graded)."""
+    return [clean_text(n) for n in result.extra.get("notes") or ()]
+
+
 def summary_lines(result: SubmissionResult, *, path: str | None = None) -> list[str]:
-    """The total line and the line that says how to repeat the run."""
+    """The total line, the notes, and the line that says how to repeat the run (without the
+    seed when it is hidden)."""
     n = len(result.exercises)
     passed = sum(r.passed for r in result.exercises)
     errors = sum(r.status is Status.GRADER_ERROR for r in result.exercises)
@@ -78,9 +107,24 @@ def summary_lines(result: SubmissionResult, *, path: str | None = None) -> list[
     )
     if errors:
         total += f"; the grader failed on {errors} (not your code: report it)"
-    source = path if path is not None else result.source
-    repeat = f"Seed {result.seed}; repeat with: cnnlab grade {source} --seed {result.seed}"
-    return [total, repeat]
+    lines = [total, *notes(result)]
+    source = clean_text(path if path is not None else result.source)
+    source_kind = result.extra.get("seed_source")
+    if source_kind == "student" and result.student:
+        lines.append(
+            f"Graded with the seed of student {clean_text(result.student)} (derived from the "
+            f"course secret, not shown); repeat with: cnnlab grade {source} --student "
+            f"{clean_text(result.student)}"
+        )
+    elif seed_hidden(result):
+        lines.append("Graded with the seed your course assigned (not shown).")
+    else:
+        repeat = f"cnnlab grade {source} --seed {result.seed}"
+        problem = result.extra.get("problem_seed")
+        if result.extra.get("problem_seed_source") == "header" and problem != result.seed:
+            repeat += f" --problem-seed {problem}"
+        lines.append(f"Seed {result.seed}; repeat with: {repeat}")
+    return lines
 
 
 def print_table(
@@ -105,38 +149,74 @@ def table_text(result: SubmissionResult, *, width: int = 120, path: str | None =
 
 
 def json_report(result: SubmissionResult) -> str:
-    """The ``--json`` document of DESIGN.md: score, max_score, seed, exercises[]."""
-    return json.dumps(result.to_dict(), indent=2) + "\n"
+    """The ``--json`` document of DESIGN.md: score, max_score, seed, exercises[] (plus
+    ``notes`` and ``not_graded`` when there are any). Texts are cleaned; a hidden seed is
+    written as ``null``."""
+    doc = result.to_dict()
+    if seed_hidden(result):
+        doc["seed"] = None
+    if notes(result):
+        doc["notes"] = notes(result)
+    if result.extra.get("not_graded"):
+        doc["not_graded"] = dict(result.extra["not_graded"])
+    return json.dumps(clean_doc(doc), indent=2, ensure_ascii=False) + "\n"
 
 
-def gradescope_results(result: SubmissionResult, *, visibility: str = "visible") -> dict[str, Any]:
-    """Gradescope's ``results.json``: ``score`` and ``tests[]`` (name, score, max_score,
-    status ``"passed"``/``"failed"``, output, visibility)."""
+def gradescope_results(
+    result: SubmissionResult,
+    *,
+    visibility: str = "visible",
+    max_bytes: int = GRADESCOPE_MAX_BYTES,
+) -> dict[str, Any]:
+    """Gradescope's ``results.json``: ``score`` and ``tests[]`` (name, number, score,
+    max_score, status ``"passed"``/``"failed"``, output, visibility).
+
+    Every text is cleaned (:func:`grader.sanitize.clean_text`) and declared ``"text"``
+    (``output_format``, ``test_output_format``, ``test_name_format``), so Gradescope renders
+    nothing of it as HTML or Markdown; a test's printed output is cut to
+    :data:`GRADESCOPE_OUTPUT_CHARS` and the whole document to ``max_bytes`` with a visible
+    marker. No seed is ever written: students see this file.
+    """
     tests = []
     for r in result.exercises:
-        output = r.feedback
+        output = clean_text(r.feedback)
         if r.status is not Status.PASSED:
             output = f"[{STATUS_STYLE[r.status][0]}] {output}"
         if r.output:
-            output += f"\n\nYour code printed:\n{r.output}"
+            printed = truncate(clean_text(r.output), GRADESCOPE_OUTPUT_CHARS)
+            output += f"\n\nYour code printed:\n{printed}"
         tests.append(
             {
                 "name": r.name,
+                "name_format": "text",
                 "score": 0.0 if r.status is Status.GRADER_ERROR else float(r.score),
                 "max_score": float(r.max_score),
                 "status": "passed" if r.passed else "failed",
                 "output": output,
+                "output_format": "text",
                 "visibility": visibility,
             }
         )
-    lines = summary_lines(result)
-    return {
+    lines = summary_lines(result)[:-1]  # the total and the notes; never the seed line
+    for name, reason in (result.extra.get("not_graded") or {}).items():
+        lines.append(f"{name}: not graded ({reason})")
+    doc = {
         "score": float(sum(t["score"] for t in tests)),
         "output": "\n".join(lines),
+        "output_format": "text",
+        "test_output_format": "text",
+        "test_name_format": "text",
         "visibility": visibility,
         "tests": tests,
         "execution_time": round(sum(r.wall_s for r in result.exercises), 3),
     }
+    return fit_json(doc, max_bytes)
+
+
+def gradescope_json(result: SubmissionResult, **kwargs: Any) -> str:
+    """:func:`gradescope_results` as the text of ``results.json`` (UTF-8, within the budget)."""
+    doc = gradescope_results(result, **kwargs)
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def junit_xml(result: SubmissionResult) -> str:
@@ -150,7 +230,7 @@ def junit_xml(result: SubmissionResult) -> str:
     suite = ET.Element(
         "testsuite",
         {
-            "name": "cnnlab" + (f".{result.student}" if result.student else ""),
+            "name": "cnnlab" + (f".{clean_text(result.student)}" if result.student else ""),
             "tests": str(len(result.exercises)),
             "failures": str(failures),
             "errors": str(errors),
@@ -159,7 +239,8 @@ def junit_xml(result: SubmissionResult) -> str:
         },
     )
     props = ET.SubElement(suite, "properties")
-    ET.SubElement(props, "property", {"name": "seed", "value": str(result.seed)})
+    if not seed_hidden(result):
+        ET.SubElement(props, "property", {"name": "seed", "value": str(result.seed)})
     ET.SubElement(props, "property", {"name": "score", "value": _points(result.score)})
     ET.SubElement(props, "property", {"name": "max_score", "value": _points(result.max_score)})
     for r in result.exercises:
@@ -170,12 +251,13 @@ def junit_xml(result: SubmissionResult) -> str:
         )
         if not r.passed:
             tag = "failure" if r.status in (Status.FAILED, Status.NOT_IMPLEMENTED) else "error"
-            element = ET.SubElement(case, tag, {"type": r.status.value, "message": r.feedback})
+            feedback = clean_text(r.feedback)
+            element = ET.SubElement(case, tag, {"type": r.status.value, "message": feedback})
             element.text = (
-                f"{r.status.value}: {r.feedback}\nscore {_points(r.score)} / {_points(r.max_score)}"
+                f"{r.status.value}: {feedback}\nscore {_points(r.score)} / {_points(r.max_score)}"
             )
         if r.output:
-            ET.SubElement(case, "system-out").text = r.output
+            ET.SubElement(case, "system-out").text = clean_text(r.output)
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)

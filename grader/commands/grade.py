@@ -7,7 +7,6 @@ This module must not import ``cnnref`` or ``grader.exercises`` (it runs in stude
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -16,6 +15,9 @@ from grader import render
 from grader.commands._common import EXIT_FAILED, EXIT_GRADER, EXIT_OK, translate_errors
 
 CASES_ENV = "CNNLAB_CASES_DIR"
+#: The autograder hands the grading process its seed here (never on the command line, never
+#: printed): the Gradescope run_autograder's seed, derived from the course secret or fixed.
+ASSIGNED_SEED_ENV = "CNNLAB_ASSIGNED_SEED"
 
 
 @click.command("grade")
@@ -31,7 +33,15 @@ CASES_ENV = "CNNLAB_CASES_DIR"
 @click.option(
     "--seed",
     type=click.IntRange(0, 2**31 - 2),
-    help="Seed of the random check cases; default: a fresh one, printed so you can repeat the run.",
+    help="Seed of the random check cases; default: a fresh one, printed so you can repeat the "
+    "run. It also names your problem set (the numbers of the questions) when nothing else does.",
+)
+@click.option(
+    "--problem-seed",
+    type=click.IntRange(0, 2**31 - 2),
+    help="Seed of the problem set you received (the numbers in the numeric questions); "
+    "default: the course's or the bundle's record, else --seed, else the first line of "
+    "questions.py (a self-check hint only).",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Also write the results as JSON.")
 @click.option(
@@ -57,17 +67,20 @@ CASES_ENV = "CNNLAB_CASES_DIR"
     help="Course secret for --student (default $CNNLAB_COURSE_SECRET_FILE, "
     "else $CNNLAB_COURSE_SECRET).",
 )
+@click.option("--assigned-seed", envvar=ASSIGNED_SEED_ENV, hidden=True, type=int, default=None)
 @translate_errors
 def grade_command(
     path: str,
     exercises: tuple[str, ...],
     seed: int | None,
+    problem_seed: int | None,
     json_path: str | None,
     gradescope_path: str | None,
     junit_path: str | None,
     cases_dir: str | None,
     student: str | None = None,
     secret_file: str | None = None,
+    assigned_seed: int | None = None,
 ) -> None:
     """Grade your code: run every exercise on random check cases and show what went wrong.
 
@@ -80,18 +93,28 @@ def grade_command(
       cnnlab grade                              # the exercises/ folder
       cnnlab grade exercises/ -e maxpool2d_backward
       cnnlab grade my_solutions.ipynb --seed 7 --json out/results.json
+      cnnlab grade exercises/ --problem-seed 2026      # the questions of problem set 2026
       cnnlab grade submissions/s1234/ --student s1234 --secret-file ~/course.secret
     """
-    from grader import engine
+    import os
 
-    problem_seed = None
+    from grader import engine, seeds
+
+    os.environ.pop(ASSIGNED_SEED_ENV, None)  # student code never inherits it
+    sources = seeds.SeedSources(assigned=assigned_seed)
     if student is not None:
         from grader.errors import ConfigError
-        from grader.seeds import derive_seed, load_secret
 
-        if seed is not None:
-            raise ConfigError("pass either --seed or --student: a student's seed is derived")
-        seed = problem_seed = derive_seed(load_secret(secret_file), student)
+        if seed is not None or problem_seed is not None:
+            raise ConfigError(
+                "pass either --seed/--problem-seed or --student: a student's seed is derived "
+                "from the course secret"
+            )
+        student = seeds.normalize_student_id(student)
+        sources = seeds.SeedSources(
+            student=student,
+            student_seed=seeds.derive_seed(seeds.load_secret(secret_file), student),
+        )
 
     reports = {
         "--json": json_path,
@@ -106,10 +129,11 @@ def grade_command(
         cases_dir=Path(cases_dir) if cases_dir else None,
         student=student,
         problem_seed=problem_seed,
+        sources=sources,
     )
     texts = {
         "--json": lambda: render.json_report(result),
-        "--gradescope": lambda: json.dumps(render.gradescope_results(result), indent=2) + "\n",
+        "--gradescope": lambda: render.gradescope_json(result),
         "--junit": lambda: render.junit_xml(result),
     }
     render.print_table(result, path=path)

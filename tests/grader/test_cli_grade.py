@@ -131,3 +131,96 @@ def test_exit_codes_in_a_real_subprocess(tmp_path):
     bad = run(str(tmp_path / "nope"), "-e", "dense_params")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "no such" in bad.stderr
+
+
+# -- which seed grades the numeric questions (issue 10.5-10.7) -----------------------------
+
+Q = ["-e", "q1_conv_layer_params", "-e", "q2_output_size", "-e", "q7_dense_params"]
+
+
+def _questions(tmp_path, seed, *, header=True, name="sub"):
+    from grader.exercises import questions
+    from grader.problemset.generate import render_topic
+
+    folder = tmp_path / name
+    folder.mkdir()
+    text = render_topic("questions", questions.QUESTIONS, seed=seed, solution=True)
+    if not header:
+        text = "\n".join(ln for ln in text.splitlines() if "cnnlab generate" not in ln) + "\n"
+    (folder / "questions.py").write_text(text)
+    return folder
+
+
+def _statuses(path):
+    return {e["name"]: e["status"] for e in json.loads(path.read_text())["exercises"]}
+
+
+def test_an_explicit_seed_beats_the_header_of_questions_py(tmp_path):
+    # a classmate's (or an edited) questions.py names seed 41; the grader asked for 7
+    folder = _questions(tmp_path, 41)
+    out = tmp_path / "r.json"
+    result = _invoke(str(folder), *Q, "--seed", "7", "--json", str(out))
+    assert result.exit_code == 1, result.output
+    assert set(_statuses(out).values()) == {"failed"}  # graded against problem set 7
+    result = _invoke(str(folder), *Q, "--seed", "7", "--problem-seed", "41", "--json", str(out))
+    assert result.exit_code == 0 and set(_statuses(out).values()) == {"passed"}
+
+
+def test_without_any_seed_the_header_is_a_self_check_hint_and_the_output_says_so(tmp_path):
+    folder = _questions(tmp_path, 41)
+    out = tmp_path / "r.json"
+    result = _invoke(str(folder), *Q, "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert "self-check only" in result.output
+    doc = json.loads(out.read_text())
+    assert set(_statuses(out).values()) == {"passed"} and "self-check" in doc["notes"][0]
+    # repeating the run repeats it exactly, questions included
+    assert f"--seed {doc['seed']} --problem-seed 41" in " ".join(result.output.split())
+
+
+def test_questions_without_a_known_problem_set_are_not_failed_but_reported(tmp_path):
+    folder = _questions(tmp_path, 41, header=False)
+    (folder / "shapes.py").write_text((PLAIN_LOOPS / "shapes.py").read_text())
+    out = tmp_path / "r.json"
+    result = _invoke(str(folder), *Q, "-e", "conv_output_size", "--json", str(out))
+    assert result.exit_code == 0, result.output  # what was graded passed
+    assert "not graded" in result.output and "expected" not in result.output
+    doc = json.loads(out.read_text())
+    assert [e["name"] for e in doc["exercises"]] == ["conv_output_size"]
+    assert sorted(doc["not_graded"]) == sorted(Q[1::2])
+    only = _invoke(str(folder), *Q)  # nothing else to grade: a clear error, exit 2
+    assert only.exit_code == 2 and "--problem-seed" in only.output
+
+
+def test_a_students_derived_seed_is_never_shown(tmp_path, monkeypatch):
+    from grader import seeds
+
+    monkeypatch.setenv("CNNLAB_COURSE_SECRET", "s3cret-for-the-test")
+    derived = seeds.derive_seed("s3cret-for-the-test", "s9")
+    folder = _questions(tmp_path, derived)  # s9's own problem set (header names the seed)
+    out = tmp_path / "r"
+    result = _invoke(
+        str(folder),
+        *Q,
+        "--student",
+        " s9 ",
+        "--json",
+        f"{out}.json",
+        "--junit",
+        f"{out}.xml",
+        "--gradescope",
+        f"{out}.gs.json",
+    )
+    assert result.exit_code == 0, result.output
+    assert "--student s9" in result.output
+    for text in (result.output, *(p.read_text() for p in tmp_path.glob("r.*"))):
+        assert str(derived) not in text
+    assert json.loads((tmp_path / "r.json").read_text())["seed"] is None
+
+
+def test_the_autograders_assigned_seed_beats_the_header_and_is_not_shown(tmp_path, monkeypatch):
+    folder = _questions(tmp_path, 41)
+    monkeypatch.setenv("CNNLAB_ASSIGNED_SEED", "1234567")
+    result = _invoke(str(folder), *Q, "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 1  # graded against the assigned problem set, not the header's
+    assert "1234567" not in result.output and "not shown" in result.output
