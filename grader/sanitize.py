@@ -13,8 +13,9 @@ names, its student id. Every report that carries them goes through these functio
   was cut, and bring a JSON document under a byte budget by cutting its longest strings, so the
   document stays valid JSON.
 * :func:`csv_cell`: OWASP's advice against CSV injection (formula injection): a text cell that
-  starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return (or their full-width forms) is
-  prefixed with a single quote, so a spreadsheet shows it as text instead of running it.
+  starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return (also a line feed, and the
+  full-width forms of the four signs) is prefixed with a single quote, so a spreadsheet shows it
+  as text instead of running it.
 * :func:`md_text` and :func:`md_code_block`: student text in Markdown is escaped, and a code
   block's fence is longer than any backtick run inside it, so student output cannot close the
   block and inject links, images or HTML.
@@ -52,7 +53,7 @@ _C0 = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: C1 controls, lone surrogates, U+FFFE and U+FFFF: replaced by U+FFFD.
 _BAD = re.compile(r"[\x80-\x9f\ud800-\udfff\ufffe\uffff]")
 #: Cells a spreadsheet may take for a formula (OWASP "CSV Injection"), plus full-width forms.
-_CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 #: ASCII punctuation that Markdown (CommonMark) may read as syntax; all may be backslash-escaped.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&\"'=:])")
 #: Shown where text was cut; ``{n}`` is the number of characters (or bytes) removed.
