@@ -18,10 +18,19 @@ The zip holds:
 Seeds inside Gradescope: with ``--seed N`` every submission is graded with seed N. With a
 course secret (``--secret-file`` / ``$CNNLAB_COURSE_SECRET``) the seed is
 ``derive_seed(secret, student, assignment)`` as in ``cnnlab batch``, the student being the
-submitter from ``/autograder/submission_metadata.json`` (``sid``, else ``email``, else the
-Gradescope user id; a group submission joins its members' ids, sorted, with ``+``). The
-secret is read by a short-lived process that prints the seed and deletes the file, before
-any student code runs; the grading process never holds it.
+submitter from ``/autograder/submission_metadata.json``, read from one field chosen at export
+(``--id-field``): ``email`` (the default: Gradescope's documented metadata always has it) or
+``sid`` (only when the course roster carries student ids). The id is normalised as everywhere
+(:func:`grader.seeds.normalize_student_id`: NFC, stripped, e-mail in lower case), so the
+student whose per-student problem set was made with ``cnnlab generate --student ID`` (and whose
+batch folder is named ``ID``) gets the same seed here. A name is never an id (not unique). A
+user without the chosen field is a grader failure the staff sees, never a guessed seed. A group
+submission joins its members' ids, sorted, with ``+``. The secret is read by a short-lived
+process that prints the seed and deletes the file, before any student code runs; the grading
+process never holds it, gets the seed through ``$CNNLAB_ASSIGNED_SEED`` (not its command line)
+and never prints it: neither ``results.json`` nor the autograder's output names a seed, since
+with it a student could regenerate the solutions of their problem set. The seed beats the
+header of the submitted ``questions.py`` (see :mod:`grader.seeds`).
 
 A grader failure (the grade command exits 3, crashes, or gives no result) is retried once;
 if it persists ``results.json`` carries an explanation and **no score** (Gradescope then
@@ -44,14 +53,22 @@ from pathlib import Path
 
 from grader import __version__, seeds
 from grader.errors import ConfigError, GraderFailure
+from grader.sanitize import fit_json
 
 ROOT_ENV = "AUTOGRADER_ROOT"
+#: How the grading process gets its seed (read and removed by ``cnnlab grade``).
+ASSIGNED_SEED_ENV = "CNNLAB_ASSIGNED_SEED"
 PYTHON_ENV = "CNNLAB_PYTHON"
 CONFIG_NAME = "cnnlab_autograder.json"
 SECRET_NAME = "course_secret"
 TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 GRADE_TIMEOUT_S = 30 * 60
+#: Fields of a Gradescope user that may be the student id (``--id-field``).
+ID_FIELDS = ("email", "sid")
+DEFAULT_ID_FIELD = "email"
+#: results.json budget (see grader.render.GRADESCOPE_MAX_BYTES).
+RESULTS_MAX_BYTES = 1_000_000
 #: Files a wheel must hold for the autograder to work (the registry lives in grader.exercises).
 REQUIRED_IN_WHEEL = ("grader/engine.py", "grader/sandbox/runner.py", "grader/exercises/__init__.py")
 
@@ -101,13 +118,22 @@ class AutograderConfig:
         assignment: assignment name used in per-student seeds.
         exercises: exercise names graded (empty: all).
         seed: the one seed for everyone, or ``None`` for per-student seeds from the secret.
+        id_field: the field of ``submission_metadata.json``'s users that is the student id
+            (``email`` or ``sid``).
         cnnlab_version: the version that built the zip.
     """
 
     assignment: str
     exercises: tuple[str, ...]
     seed: int | None
+    id_field: str = DEFAULT_ID_FIELD
     cnnlab_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.id_field not in ID_FIELDS:
+            raise ConfigError(
+                f"the student id field must be one of {', '.join(ID_FIELDS)}, got {self.id_field!r}"
+            )
 
     def to_json(self) -> str:
         return (
@@ -117,6 +143,7 @@ class AutograderConfig:
                     "exercises": list(self.exercises),
                     "seed": self.seed,
                     "per_student_seeds": self.seed is None,
+                    "id_field": self.id_field,
                     "cnnlab_version": self.cnnlab_version,
                 },
                 indent=2,
@@ -131,6 +158,7 @@ class AutograderConfig:
             assignment=str(doc["assignment"]),
             exercises=tuple(doc.get("exercises") or ()),
             seed=None if doc.get("seed") is None else int(doc["seed"]),
+            id_field=str(doc.get("id_field", DEFAULT_ID_FIELD)),
             cnnlab_version=str(doc.get("cnnlab_version", "")),
         )
 
@@ -144,9 +172,41 @@ def source_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "cnnref").is_dir() else None
 
 
+_SKIP_DIRS = {".git", "build", "dist", "__pycache__", ".venv", "venv", ".tox", ".nox"}
+
+
+def _source_files(root: Path) -> list[str]:
+    """The files a wheel is built from, relative to ``root``: in a git checkout, the tracked
+    and the untracked-but-not-ignored files (what a clone holds once they are committed: no
+    build folders, gradebooks, submissions or secrets); elsewhere, the packages' folders and
+    the top-level metadata files."""
+    if (root / ".git").exists() and shutil.which("git"):
+        proc = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others"]
+            + ["--exclude-standard"],
+            capture_output=True,
+        )
+        if proc.returncode == 0:
+            names = [n.decode() for n in proc.stdout.split(b"\0") if n]
+            return [n for n in names if (root / n).is_file()]
+    files = []
+    for name in ("cnnref", "grader", "templates"):
+        for path in sorted((root / name).rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_file() and not _SKIP_DIRS.intersection(rel.parts) and path.suffix != ".pyc":
+                files.append(rel.as_posix())
+    for path in root.iterdir():
+        if path.is_file() and (
+            path.suffix in (".toml", ".md", ".cfg", ".in") or path.name.startswith("LICENSE")
+        ):
+            files.append(path.name)
+    return files
+
+
 def build_wheel(root: Path, dest: Path) -> Path:
-    """Build a wheel of cnnlab from the checkout ``root`` into ``dest`` (offline: no build
-    isolation; the checkout is copied first so no build folder lands in it).
+    """Build a wheel of cnnlab from the checkout ``root`` into ``dest`` (offline, without build
+    isolation, when this environment can; else with pip's build isolation; the checkout is
+    copied first so no build folder lands in it).
 
     Raises:
         ConfigError: the build failed (the message carries pip's last lines).
@@ -154,32 +214,33 @@ def build_wheel(root: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cnnlab-wheel-") as tmp:
         copy = Path(tmp) / "src"
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
         copy.mkdir()
-        for name in ("cnnref", "grader", "templates"):
-            if (root / name).is_dir():
-                shutil.copytree(root / name, copy / name, ignore=ignore)
-        for p in root.iterdir():
-            if p.is_file() and (
-                p.suffix in (".toml", ".md", ".cfg") or p.name.startswith("LICENSE")
-            ):
-                shutil.copy2(p, copy / p.name)
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-build-isolation",
-                "--quiet",
-                "--wheel-dir",
-                str(dest),
-                str(copy),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        for rel in _source_files(root):
+            target = copy / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, target)
+        # Offline first (the build backend of this environment); if that cannot build (an
+        # old setuptools without bdist_wheel, say), let pip fetch the backend that
+        # pyproject.toml asks for, as `pip install .` does.
+        for isolation in (["--no-build-isolation"], []):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--no-deps",
+                    *isolation,
+                    "--quiet",
+                    "--wheel-dir",
+                    str(dest),
+                    str(copy),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode == 0:
+                break
     wheels = sorted(dest.glob("cnnlab-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
@@ -271,24 +332,40 @@ def build_autograder(
 # -- running inside Gradescope -------------------------------------------------------------
 
 
-def student_id(metadata_path: Path) -> str:
-    """The submitter's id from Gradescope's ``submission_metadata.json``.
+def student_id(metadata_path: Path, id_field: str = DEFAULT_ID_FIELD) -> str:
+    """The submitter's id from Gradescope's ``submission_metadata.json``: the ``id_field``
+    (``email`` or ``sid``) of each user, normalised; a group's ids sorted and joined with ``+``.
 
     Raises:
-        GraderFailure: the file is missing or names no user.
+        GraderFailure: the file is missing or unreadable, or a user lacks ``id_field`` (the
+            staff must fix the roster or export with the other ``--id-field``; a seed from
+            another field would grade against another problem set).
     """
+    if id_field not in ID_FIELDS:
+        raise GraderFailure(f"unknown student id field {id_field!r}")
     try:
-        doc = json.loads(metadata_path.read_text())
+        doc = json.loads(metadata_path.read_text(encoding="utf-8"))
         users = doc["users"]
-        ids = sorted(
-            str(u.get("sid") or u.get("email") or u.get("id") or "").strip() for u in users
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if not isinstance(users, list):
+            raise TypeError("'users' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GraderFailure(f"cannot read the submitter from {metadata_path}: {exc}") from exc
-    ids = [i for i in ids if i]
-    if not ids:
+    if not users:
         raise GraderFailure(f"{metadata_path} names no submitter")
-    return "+".join(ids)
+    ids = []
+    for user in users:
+        value = user.get(id_field) if isinstance(user, dict) else None
+        try:
+            ids.append(seeds.normalize_student_id(value if isinstance(value, str) else ""))
+        except ConfigError:
+            who = user.get("name") or user.get("id") if isinstance(user, dict) else user
+            other = "sid" if id_field == "email" else "email"
+            raise GraderFailure(
+                f"Gradescope user {who!r} has no {id_field!r} in {metadata_path.name}, so their "
+                f"seed cannot be derived; add it to the course roster or export the autograder "
+                f"with --id-field {other}"
+            ) from None
+    return "+".join(sorted(ids))
 
 
 def seed_for_submission(root: Path, config: AutograderConfig) -> int:
@@ -303,7 +380,7 @@ def seed_for_submission(root: Path, config: AutograderConfig) -> int:
     finally:
         secret_path.unlink(missing_ok=True)
     return seeds.derive_seed(
-        secret, student_id(root / "submission_metadata.json"), config.assignment
+        secret, student_id(root / "submission_metadata.json", config.id_field), config.assignment
     )
 
 
@@ -329,9 +406,12 @@ def _unreadable_results(message: str) -> dict:
 
 
 def _write_json(path: Path, doc: dict) -> None:
+    """Write results.json atomically: every string cleaned of control characters and the
+    whole within :data:`RESULTS_MAX_BYTES` (:func:`grader.sanitize.fit_json`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    doc = fit_json(doc, RESULTS_MAX_BYTES)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -343,8 +423,6 @@ def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> 
         "import sys; from grader.cli import main; sys.exit(main(prog_name='cnnlab'))",
         "grade",
         str(root / "submission"),
-        "--seed",
-        str(seed),
         "--gradescope",
         str(work / "gradescope.json"),
         "--json",
@@ -353,6 +431,7 @@ def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> 
     for name in config.exercises:
         args += ["-e", name]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_COURSE_SECRET")}
+    env[ASSIGNED_SEED_ENV] = str(seed)  # not on the command line: /proc/PID/cmdline is public
     try:
         proc = subprocess.run(
             args, capture_output=True, text=True, errors="replace", env=env, timeout=GRADE_TIMEOUT_S
@@ -377,7 +456,7 @@ def run_autograder(root: str | Path) -> int:
     results.unlink(missing_ok=True)  # nothing but our own result may be there at the end
     try:
         config = AutograderConfig.from_json((root / "source" / CONFIG_NAME).read_text())
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, ConfigError) as exc:
         _write_json(results, _failure_results(f"bad autograder configuration ({exc})"))
         return 3
     # The seed is derived in a separate short-lived process, so the grading process (whose
@@ -398,8 +477,7 @@ def run_autograder(root: str | Path) -> int:
             code, stderr = _grade_once(root, config, seed, work)
             # The grade process has exited: so has every child that ran student code.
             if code in (0, 1) and (work / "gradescope.json").is_file():
-                doc = json.loads((work / "gradescope.json").read_text())
-                doc.setdefault("extra_data", {})["seed"] = seed
+                doc = json.loads((work / "gradescope.json").read_text(encoding="utf-8"))
                 _write_json(results, doc)
                 return 0
             if code == 2:

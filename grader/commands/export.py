@@ -55,6 +55,16 @@ def export() -> None:
     help="Assignment name (part of each per-student seed, as in `cnnlab batch`).",
 )
 @click.option(
+    "--id-field",
+    type=click.Choice(["email", "sid"]),
+    default="email",
+    show_default=True,
+    help="Field of Gradescope's submission_metadata.json that is the student id of per-student "
+    "seeds: the id you generated their problem set with (`cnnlab generate --student ID`) and "
+    "name their batch folder after. Gradescope always records the e-mail; sid only when your "
+    "roster has student ids.",
+)
+@click.option(
     "--wheel",
     type=click.Path(path_type=Path),
     help="A cnnlab wheel or sdist to ship; default: built from this source checkout.",
@@ -66,6 +76,7 @@ def gradescope(
     seed: int | None,
     exercises: tuple[str, ...],
     assignment: str,
+    id_field: str,
     wheel: Path | None,
 ) -> None:
     """Build a Gradescope autograder zip (setup.sh, run_autograder, a cnnlab wheel).
@@ -96,10 +107,15 @@ def gradescope(
         assignment=assignment,
         exercises=tuple(s.name for s in specs) if exercises else (),
         seed=seed,
+        id_field=id_field,
     )
     path = exportlib.build_autograder(out, config=config, secret=secret, wheel=wheel)
     size_mb = path.stat().st_size / 1e6
-    how = f"seed {seed} for everyone" if seed is not None else "per-student seeds"
+    how = (
+        f"seed {seed} for everyone"
+        if seed is not None
+        else f"per-student seeds from each submitter's {id_field}"
+    )
     click.echo(f"wrote {path} ({size_mb:.1f} MB, {len(specs)} exercises, {how})")
     if secret is not None:
         click.echo("it contains the course secret: upload it to Gradescope, never share it")

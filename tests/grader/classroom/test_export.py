@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from grader import seeds
 from grader.classroom.gradescope import CONFIG_NAME, SECRET_NAME, AutograderConfig, student_id
 from grader.cli import main
+from grader.errors import GraderFailure
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "submissions"
 CORRECT = FIXTURES / "plain_loops"
@@ -87,10 +89,34 @@ def test_bad_export_input_is_a_clear_error(tmp_path, fake_wheel, args, match):
     assert not (tmp_path / "a.zip").exists()
 
 
-def test_student_id_from_metadata(tmp_path):
+def _meta(tmp_path, users):
     meta = tmp_path / "m.json"
-    meta.write_text(json.dumps({"users": [{"email": "b@x", "sid": ""}, {"sid": "123"}]}))
-    assert student_id(meta) == "123+b@x"
+    meta.write_text(json.dumps({"id": 1, "users": users}), encoding="utf-8")
+    return meta
+
+
+def test_student_id_from_metadata_reads_the_chosen_field_only(tmp_path):
+    # Gradescope's documented metadata: email, id, name (no sid)
+    documented = _meta(tmp_path, [{"email": " Alice@Uni.EDU ", "id": 1234, "name": "Alice A"}])
+    assert student_id(documented) == "alice@uni.edu"
+    with pytest.raises(GraderFailure, match="--id-field email"):
+        student_id(documented, "sid")  # never falls back to another field's seed
+    group = _meta(tmp_path, [{"email": "b@x", "sid": "S2"}, {"email": "a@x", "sid": "S1"}])
+    assert student_id(group) == "a@x+b@x" and student_id(group, "sid") == "S1+S2"
+    nameless = _meta(tmp_path, [{"email": "", "sid": "123", "name": "Bo"}])
+    with pytest.raises(GraderFailure, match="'Bo' has no 'email'"):
+        student_id(nameless)
+
+
+def test_batch_and_gradescope_give_one_student_one_seed(tmp_path):
+    from grader.classroom.batch import SeedPolicy
+
+    policy = SeedPolicy(secret=SECRET.encode())
+    folder_name = unicodedata.normalize("NFD", "josé.müller@uni.edu")  # a macOS download
+    meta = _meta(tmp_path, [{"email": "José.Müller@uni.edu", "id": 7, "name": "José"}])
+    from_gradescope = seeds.derive_seed(SECRET, student_id(meta), "hw1")
+    assert policy.seed_for(folder_name, "hw1") == from_gradescope
+    assert seeds.derive_seed(SECRET, "José.Müller@uni.edu", "hw1") == from_gradescope
 
 
 # -- run_autograder against a simulated /autograder ----------------------------------------
@@ -169,14 +195,14 @@ def test_run_autograder_correct_wrong_hostile(tmp_path, fake_wheel):
     zip_path, result = _export(tmp_path, fake_wheel, "--secret-file", str(secret_file))
     assert result.exit_code == 0, result.output
     meta = {"users": [{"email": "alice@uni.edu", "sid": "s123", "id": 9}], "id": 1}
-    expected_seed = seeds.derive_seed(SECRET, "s123", seeds.DEFAULT_ASSIGNMENT)
+    expected_seed = seeds.derive_seed(SECRET, "alice@uni.edu", seeds.DEFAULT_ASSIGNMENT)
 
     root = _autograder(tmp_path / "ok", zip_path, CORRECT, meta)
     proc, doc = _run(root)
     assert proc.returncode == 0, proc.stderr
     assert [t["name"] for t in doc["tests"]] == EXERCISES
     assert doc["score"] == sum(t["max_score"] for t in doc["tests"]) > 0
-    assert doc["extra_data"]["seed"] == expected_seed
+    assert str(expected_seed) not in json.dumps(doc) + proc.stdout  # students see these
     assert not (root / "source" / SECRET_NAME).exists()  # deleted before student code ran
 
     root = _autograder(tmp_path / "wrong", zip_path, _wrong(tmp_path), meta)
@@ -217,6 +243,52 @@ def test_run_autograder_unreadable_and_grader_failure(tmp_path, fake_wheel):
     assert "score" not in doc  # a grader failure is never a score
     assert doc["extra_data"]["cnnlab_grader_error"] is True
     assert "autograder itself failed" in doc["output"]
+
+
+def _student_questions(tmp_path: Path, name: str, seed: int) -> Path:
+    from grader.exercises import questions
+    from grader.problemset.generate import render_topic
+
+    folder = tmp_path / name
+    folder.mkdir()
+    text = render_topic("questions", questions.QUESTIONS, seed=seed, solution=True)
+    (folder / "questions.py").write_text(text)
+    return folder
+
+
+@pytest.mark.slow
+def test_run_autograder_grades_questions_against_the_submitters_own_problem_set(
+    tmp_path, fake_wheel
+):
+    """Issue 10.5/10.7: per-student seeds on Gradescope, documented metadata (email, no sid).
+    A classmate's questions.py, header included, or an edited header, earns what batch gives."""
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(SECRET)
+    out = tmp_path / "q.zip"
+    args = ["export", "gradescope", "--out", str(out), "--wheel", str(fake_wheel)]
+    args += ["--secret-file", str(secret_file), "--assignment", "hw1"]
+    names = ["q1_conv_layer_params", "q2_output_size", "q7_dense_params"]
+    for name in names:
+        args += ["-e", name]
+    result = CliRunner().invoke(main, args, env={})
+    assert result.exit_code == 0, result.output
+    alice = seeds.derive_seed(SECRET, "alice@uni.edu", "hw1")
+    bob = seeds.derive_seed(SECRET, "bob@uni.edu", "hw1")
+    meta = {"id": 5, "users": [{"email": "Alice@uni.edu", "id": 9, "name": "Alice"}]}
+
+    own = _student_questions(tmp_path, "own", alice)
+    root = _autograder(tmp_path / "own_run", out, own, meta)
+    proc, doc = _run(root)
+    assert proc.returncode == 0, proc.stderr
+    assert doc["score"] == sum(t["max_score"] for t in doc["tests"]) == 3
+    assert str(alice) not in json.dumps(doc) + proc.stdout + proc.stderr
+
+    copied = _student_questions(tmp_path, "copied", bob)  # bob's file, header and all
+    assert f"--seed {bob}" in (copied / "questions.py").read_text()
+    root = _autograder(tmp_path / "copied_run", out, copied, meta)
+    proc, doc = _run(root)
+    assert proc.returncode == 0, proc.stderr
+    assert doc["score"] == 0.0 and {t["status"] for t in doc["tests"]} == {"failed"}
 
 
 @pytest.mark.slow
