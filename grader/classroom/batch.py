@@ -21,8 +21,10 @@ or hangs (a grader fault) is killed and replaced, and its submission retried onc
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import importlib
+import io
 import json
 import multiprocessing
 import os
@@ -32,9 +34,11 @@ import stat
 import tempfile
 import time
 import traceback
+import unicodedata
+import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +53,7 @@ from grader.classroom.gradebook import (
 )
 from grader.errors import ConfigError, GraderFailure, SubmissionError
 from grader.results import Result, Status, SubmissionResult
+from grader.sanitize import clean_text, csv_cell, md_code_block, md_text, truncate
 
 # -- limits for .zip submissions (a zip bomb or a path traversal must not hurt the batch) ---
 
@@ -68,7 +73,6 @@ MAX_WORKER_START_FAILURES = 3
 GRADABLE_SUFFIXES = (".py", ".ipynb")
 
 _IGNORED_NAMES = {"__MACOSX", "__pycache__", "Thumbs.db", "desktop.ini"}
-_STUDENT_ID = re.compile(r"[^A-Za-z0-9._@+-]")
 
 EntryKind = Literal["folder", "file", "notebook", "zip"]
 
@@ -635,10 +639,15 @@ class SeedPolicy:
             )
 
     def seed_for(self, student: str, assignment: str) -> int:
+        """The student's seed (grading and problem set alike; :func:`grader.seeds.resolve`):
+        the fixed seed, else ``derive_seed(secret, normalised student id, assignment)``."""
         if self.fixed is not None:
-            return self.fixed
-        assert self.secret is not None
-        return seeds.derive_seed(self.secret, student, assignment)
+            sources = seeds.SeedSources(assigned=self.fixed)
+        else:
+            assert self.secret is not None
+            derived = seeds.derive_seed(self.secret, student, assignment)
+            sources = seeds.SeedSources(student=student, student_seed=derived)
+        return seeds.resolve(sources).grading
 
     def fingerprint(self) -> str:
         """Identifies the policy without revealing the secret."""
@@ -668,6 +677,7 @@ class BatchSummary:
         interrupted: the run was stopped (Ctrl-C) before every entry was graded.
         wall_s: seconds the run took.
         rows: the gradebook rows written in this run.
+        kept: ``(student, assignment)`` of the entries skipped by ``--resume``.
     """
 
     total: int = 0
@@ -679,6 +689,7 @@ class BatchSummary:
     interrupted: bool = False
     wall_s: float = 0.0
     rows: list[GradedSubmission] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
 
 #: Called after each entry is written: ``(row, done, total)``.
@@ -774,7 +785,8 @@ def run_batch(
         exercises: exercise names to grade (``None``: every registered exercise).
         jobs: worker processes grading in parallel, each with its own sandbox.
         resume: skip entries already graded with the same content and configuration.
-        feedback_dir: write ``<student>.md`` feedback there as each result is written.
+        feedback_dir: write ``<assignment>/<student>.md`` feedback there as each result is
+            written (:func:`write_feedback`: unique file names, never over another student's).
         submission_timeout_s: a worker silent for longer than this on one submission is
             killed and the submission counted as a grader failure (the sandbox limits each
             exercise; this only catches a hung grader). Default: twice the sum of the
@@ -795,7 +807,7 @@ def run_batch(
     specs = registry.select(exercises)
     names = tuple(s.name for s in specs) if exercises else None
     cfg = config_hash(policy, names)
-    entries = list(entries)
+    entries = normalize_entries(entries)
     summary = BatchSummary(total=len(entries))
 
     queue: list[tuple[Task, str, int]] = []  # (task, content hash, attempt)
@@ -817,6 +829,7 @@ def run_batch(
             continue
         if resume and gradebook.is_done(entry.student, entry.assignment, digest, cfg):
             summary.skipped_resume += 1
+            summary.kept.append((entry.student, entry.assignment))
             continue
         queue.append((Task(entry, seed, names, grade_fn), digest, 1))
 
@@ -996,22 +1009,90 @@ def run_batch(
 
 # -- per-student feedback ------------------------------------------------------------------
 
+#: A file-name-safe id is used as it is: lower case ASCII letters, digits and ``._@+-``,
+#: starting with a letter, digit or ``_`` (lower case only, so two ids never differ only in
+#: case: macOS and Windows file systems would take them for one file).
+_PLAIN_NAME = re.compile(r"[a-z0-9_][a-z0-9._@+-]{0,99}")
+#: Device names Windows refuses as file names (also with an extension).
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {
+    f"{d}{i}" for d in ("com", "lpt") for i in range(10)
+}
+#: First line of every feedback file: whose it is (percent-encoded, so it is ASCII and can hold
+#: no "-->"). Read back before a file is replaced, so one student's file never overwrites
+#: another's.
+_OWNER = "<!-- cnnlab feedback for student={student} assignment={assignment} -->"
+_OWNER_RE = re.compile(r"^<!-- cnnlab feedback for student=(\S*) assignment=(\S*) -->$")
+#: Hex digits of SHA-256 in a file name (40 bits: a clash is checked for, never assumed away).
+_HASH_CHARS = 10
 
-def safe_filename(student: str) -> str:
-    """A file name for a student id (anything but ``[A-Za-z0-9._@+-]`` becomes ``_``)."""
-    name = _STUDENT_ID.sub("_", student).lstrip(".") or "student"
-    return name[:120]
+
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9._@+-]+", "_", ascii_text.lower()).strip("._-")
+    return slug[:60].rstrip("._-") or "student"
+
+
+def safe_filename(student: str, *, hash_chars: int = _HASH_CHARS, plain: bool = True) -> str:
+    """A file name (without suffix) for a student id, unique per id and readable.
+
+    The id is normalised first (:func:`grader.seeds.normalize_student_id`). A plain id
+    (``alice``, ``s1234``, ``alice@uni.edu``) is its own file name. Any other id (``Jane Doe``,
+    ``Jane_Doe``, ``学生``, ``../x``, ``CON``) becomes a readable slug, ``~`` and the first
+    ``hash_chars`` hex digits of SHA-256 of the exact id: ``jane_doe~3f2a…``. A plain name never
+    contains ``~``, so the two kinds never meet; two ids that share a slug differ in the hash.
+    The mapping is reversible through the first line of each feedback file and the folder's
+    ``index.csv`` (:func:`feedback_index`). ``plain=False`` gives the hashed form even for a
+    plain id (the fallback when a file of that name is someone else's).
+    """
+    sid = seeds.normalize_student_id(student)
+    base = sid.split(".")[0]
+    if (
+        plain
+        and _PLAIN_NAME.fullmatch(sid)
+        and base not in _WINDOWS_RESERVED
+        and not sid.endswith(".")
+    ):
+        return sid
+    digest = hashlib.sha256(sid.encode("utf-8")).hexdigest()[:hash_chars]
+    return f"{_slug(sid)}~{digest}"
+
+
+def _owner_line(row: GradedSubmission) -> str:
+    return _OWNER.format(
+        student=urllib.parse.quote(row.student, safe="@"),
+        assignment=urllib.parse.quote(row.assignment, safe=""),
+    )
+
+
+def feedback_owner(path: Path) -> tuple[str, str] | None:
+    """``(student, assignment)`` a feedback file was written for, from its first line
+    (``None`` when the file is missing or was not written by cnnlab)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            first = fh.readline().rstrip("\n")
+    except OSError:
+        return None
+    found = _OWNER_RE.match(first)
+    if found is None:
+        return None
+    return urllib.parse.unquote(found.group(1)), urllib.parse.unquote(found.group(2))
 
 
 def feedback_markdown(row: GradedSubmission) -> str:
     """One student's feedback as Markdown: total, a table of exercises, then each
-    exercise's feedback and the output the code printed."""
+    exercise's feedback and the output the code printed.
+
+    Everything that comes from the student (id, error messages, printed output) is escaped
+    (:func:`grader.sanitize.md_text`) or fenced (:func:`grader.sanitize.md_code_block`), and the
+    seed is never named: with it the student could regenerate their problem set's solutions.
+    """
     total = "not available (grader error)" if row.score is None else f"{row.score:g}"
     lines = [
-        f"# Feedback for {row.student} — {row.assignment}",
+        _owner_line(row),
+        f"# Feedback for {md_text(row.student)} — {md_text(row.assignment)}",
         "",
         f"**Score: {total} / {row.max_score:g}**  ",
-        f"Graded {row.graded_at} with seed {row.seed}.",
+        f"Graded {row.graded_at}.",
         "",
     ]
     if row.status == GRADER_ERROR:
@@ -1021,26 +1102,105 @@ def feedback_markdown(row: GradedSubmission) -> str:
             "",
         ]
     elif row.status == UNREADABLE:
-        lines += [f"> Your submission could not be read: {row.message}", ""]
+        lines += [f"> Your submission could not be read: {md_text(row.message)}", ""]
     lines += ["| exercise | status | score |", "|---|---|---|"]
     for r in row.results:
         score = "—" if r.status is Status.GRADER_ERROR else f"{r.score:g} / {r.max_score:g}"
-        lines.append(f"| {r.name} | {r.status.value} | {score} |")
+        lines.append(f"| {md_text(r.name)} | {r.status.value} | {score} |")
     lines.append("")
     for r in row.results:
         if r.status is Status.PASSED and not r.output:
             continue
-        lines += [f"## {r.name} — {r.status.value}", "", r.feedback or "(no feedback)", ""]
+        feedback = md_text(r.feedback) if r.feedback else "(no feedback)"
+        lines += [f"## {md_text(r.name)} — {r.status.value}", "", feedback, ""]
         if r.output:
-            text = r.output if len(r.output) <= 2000 else r.output[:2000] + "\n… (cut)"
-            lines += ["Your code printed:", "", "```text", text, "```", ""]
+            text = truncate(clean_text(r.output), FEEDBACK_OUTPUT_CHARS)
+            lines += ["Your code printed:", "", md_code_block(text), ""]
     return "\n".join(lines)
 
 
+#: Characters of printed output kept per exercise in a feedback file (start and end).
+FEEDBACK_OUTPUT_CHARS = 4000
+
+
 def feedback_path(feedback_dir: Path, row: GradedSubmission) -> Path:
-    return feedback_dir / safe_filename(row.assignment) / f"{safe_filename(row.student)}.md"
+    """Where ``row``'s feedback goes: ``feedback_dir/<assignment>/<student>.md`` with both
+    names from :func:`safe_filename`. Should a file of that name exist and not be this
+    student's (its first line names another student, or it was not written by cnnlab), the
+    name with the full SHA-256 of the id is used instead: no file is ever overwritten unless it
+    is this student's own feedback.
+
+    Raises:
+        GraderFailure: even the full-hash name is taken by another file (never overwritten).
+    """
+    folder = feedback_dir / safe_filename(row.assignment)
+    me = (seeds.normalize_student_id(row.student), row.assignment)
+    candidates = (
+        safe_filename(row.student),
+        safe_filename(row.student, hash_chars=64, plain=False),
+    )
+    for name in candidates:
+        path = folder / f"{name}.md"
+        if not path.exists() or feedback_owner(path) == me:
+            return path
+    raise GraderFailure(
+        f"{path} exists and is not the feedback of student {row.student!r}; it was not "
+        "overwritten: move it away and run again"
+    )
 
 
 def write_feedback(feedback_dir: Path, row: GradedSubmission) -> Path:
-    """Write ``feedback_dir/<assignment>/<student>.md`` atomically."""
+    """Write ``feedback_dir/<assignment>/<student>.md`` atomically (never over another
+    student's file: see :func:`feedback_path`)."""
     return write_atomic(feedback_path(feedback_dir, row), feedback_markdown(row))
+
+
+def feedback_index(feedback_dir: Path, rows: Iterable[GradedSubmission]) -> list[Path]:
+    """Write ``index.csv`` (``student,assignment,file``) into each assignment's feedback
+    folder, for the rows whose feedback file exists: the way back from a file name to the
+    exact id. Returns the files written."""
+    by_folder: dict[Path, list[tuple[str, str, str]]] = {}
+    for row in rows:
+        path = feedback_path(feedback_dir, row)
+        if path.exists():
+            by_folder.setdefault(path.parent, []).append((row.student, row.assignment, path.name))
+    written = []
+    for folder, entries in sorted(by_folder.items()):
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["student", "assignment", "file"])
+        for student, assignment, name in sorted(entries):
+            writer.writerow([csv_cell(student), csv_cell(assignment), name])
+        written.append(write_atomic(folder / "index.csv", buf.getvalue()))
+    return written
+
+
+# -- student ids ---------------------------------------------------------------------------
+
+
+def normalize_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """``entries`` with their student ids normalised (:func:`grader.seeds.normalize_student_id`:
+    NFC, whitespace, e-mail case), so a macOS folder name in decomposed Unicode is the same
+    student, with the same seed and gradebook row, as the id typed.
+
+    Raises:
+        SubmissionError: two entries are one student once normalised (``José/`` and
+            ``José/`` in two Unicode forms, ``Alice@uni.edu/`` and ``alice@uni.edu.zip``).
+    """
+    seen: dict[tuple[str, str], Entry] = {}
+    out = []
+    for entry in entries:
+        try:
+            student = seeds.normalize_student_id(entry.student)
+        except ConfigError as exc:
+            raise SubmissionError(f"{entry.path.name!r} gives no student id: {exc}") from exc
+        key = (student, entry.assignment)
+        if key in seen:
+            raise SubmissionError(
+                f"two submissions for student {student!r} (assignment {entry.assignment!r}): "
+                f"{seen[key].path.name!r} and {entry.path.name!r} name the same student once "
+                "Unicode and spacing are normalised; keep one of them and run again"
+            )
+        seen[key] = entry
+        out.append(entry if entry.student == student else replace(entry, student=student))
+    return out

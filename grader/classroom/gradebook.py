@@ -12,6 +12,9 @@ error is graded again (and replaces the old row).
 
 A grader failure is stored with ``status = 'grader_error'`` and a NULL score: exports leave
 the total blank and flag it instead of counting it as 0.
+
+Student ids are stored normalised (:func:`grader.seeds.normalize_student_id`: NFC, spacing,
+e-mail case), so a macOS folder name and the typed id are one row.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 
 from grader.errors import ConfigError
 from grader.results import Result, Status, SubmissionResult
+from grader.sanitize import csv_cell
+from grader.seeds import normalize_student_id
 
 SCHEMA_VERSION = "1"
 
@@ -119,6 +124,19 @@ class GradedSubmission:
         return self.status == GRADER_ERROR
 
 
+def _writable(path: Path) -> bool:
+    try:
+        return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+    except OSError:
+        return False
+
+
+def _is_access_problem(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite's words for a file it may not write (read-only file, folder or file system)."""
+    text = str(exc).lower()
+    return any(w in text for w in ("readonly", "read-only", "unable to open", "permission"))
+
+
 def submission_status(result: SubmissionResult) -> str:
     """``grader_error`` if any exercise is a grader error, else ``graded``."""
     return GRADER_ERROR if result.has_grader_error else GRADED
@@ -138,6 +156,13 @@ class Gradebook:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the gradebook folder {str(self.path.parent)!r} "
+                f"({exc.strerror}); pass an --out folder you can write to"
+            ) from exc
+        self._refuse_read_only()
+        try:
             self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
@@ -164,10 +189,31 @@ class Gradebook:
                 )
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if _is_access_problem(exc):
+                raise ConfigError(self._read_only_message(str(exc))) from exc
             raise ConfigError(
                 f"{str(self.path)!r} is not a cnnlab gradebook ({exc}); move it away or pass "
                 "another --out folder"
             ) from exc
+
+    def _read_only_message(self, why: str) -> str:
+        return (
+            f"cannot write the gradebook {str(self.path)!r}: {why}. Every grade is saved there "
+            f"as soon as it is graded, so cnnlab needs to write the file and its folder "
+            f"{str(self.path.parent)!r} (SQLite keeps its journal beside it): make them "
+            f"writable (e.g. `chmod u+w {self.path.parent} {self.path}`) or pass another --out "
+            "folder; nothing was graded or changed"
+        )
+
+    def _refuse_read_only(self) -> None:
+        """A clear error, before SQLite's own, when the file or its folder is read-only."""
+        folder = self.path.parent
+        if not _writable(folder):
+            raise ConfigError(
+                self._read_only_message("its folder is read-only (permission denied)")
+            )
+        if self.path.exists() and not _writable(self.path):
+            raise ConfigError(self._read_only_message("the file is read-only (permission denied)"))
 
     # -- context manager -------------------------------------------------------------------
 
@@ -197,7 +243,7 @@ class Gradebook:
         """Write one graded submission (replacing an older row) in a single transaction.
 
         Args:
-            result: what the engine returned; ``result.student`` is the key.
+            result: what the engine returned; ``result.student`` (normalised) is the key.
             assignment: assignment name.
             content_hash: hash of the submission's files.
             config_hash: hash of the grading configuration.
@@ -212,6 +258,7 @@ class Gradebook:
         """
         if not result.student:
             raise ValueError("a gradebook row needs SubmissionResult.student")
+        student = normalize_student_id(result.student)
         status = status or submission_status(result)
         total = None if status == GRADER_ERROR else result.score
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -220,14 +267,14 @@ class Gradebook:
         try:
             conn.execute(
                 "DELETE FROM results WHERE student = ? AND assignment = ?",
-                (result.student, assignment),
+                (student, assignment),
             )
             conn.execute(
                 "INSERT OR REPLACE INTO submissions (student, assignment, status, score, "
                 "max_score, seed, source, content_hash, config_hash, attempts, wall_s, message, "
                 "graded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    result.student,
+                    student,
                     assignment,
                     status,
                     total,
@@ -248,7 +295,7 @@ class Gradebook:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        result.student,
+                        student,
                         assignment,
                         position,
                         r.name,
@@ -268,7 +315,7 @@ class Gradebook:
             conn.execute("ROLLBACK")
             raise
         return GradedSubmission(
-            student=result.student,
+            student=student,
             assignment=assignment,
             status=status,
             score=total,
@@ -292,7 +339,7 @@ class Gradebook:
         row = self._conn.execute(
             "SELECT status, content_hash, config_hash FROM submissions "
             "WHERE student = ? AND assignment = ?",
-            (student, assignment),
+            (normalize_student_id(student), assignment),
         ).fetchone()
         return (
             row is not None
@@ -303,7 +350,8 @@ class Gradebook:
 
     def get(self, student: str, assignment: str) -> GradedSubmission | None:
         """The row of one student, or ``None``."""
-        rows = list(self._iter("WHERE student = ? AND assignment = ?", (student, assignment)))
+        key = (normalize_student_id(student), assignment)
+        rows = list(self._iter("WHERE student = ? AND assignment = ?", key))
         return rows[0] if rows else None
 
     def submissions(self, assignment: str | None = None) -> list[GradedSubmission]:
@@ -369,16 +417,65 @@ def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:g}"
 
 
-def to_csv(rows: list[GradedSubmission], exercises: list[str]) -> str:
+#: Values of the ``this_run`` column of :func:`to_csv`.
+THIS_RUN_GRADED = "graded"
+THIS_RUN_KEPT = "unchanged, kept (--resume)"
+THIS_RUN_PENDING = "not graded yet (interrupted)"
+THIS_RUN_MISSING = "missing from this run"
+
+
+def this_run_status(
+    row: GradedSubmission,
+    *,
+    present: set[tuple[str, str]],
+    graded: set[tuple[str, str]],
+    kept: set[tuple[str, str]],
+) -> str:
+    """Where a gradebook row stands in the latest run: ``graded`` now, ``unchanged, kept
+    (--resume)``, ``not graded yet (interrupted)``, or ``missing from this run`` (the student's
+    submission is no longer in the submissions folder: the row is an older grade)."""
+    key = (row.student, row.assignment)
+    if key in graded:
+        return THIS_RUN_GRADED
+    if key in kept:
+        return THIS_RUN_KEPT
+    if key in present:
+        return THIS_RUN_PENDING
+    return THIS_RUN_MISSING
+
+
+def to_csv(
+    rows: list[GradedSubmission],
+    exercises: list[str],
+    *,
+    this_run: dict[tuple[str, str], str] | None = None,
+) -> str:
     """The class as CSV: one row per student, total and per-exercise scores.
 
     A grader error leaves its cells blank (never 0) and sets ``flag`` to ``grader_error``;
-    an unreadable submission scores 0 with ``flag`` ``unreadable``.
+    an unreadable submission scores 0 with ``flag`` ``unreadable``. ``this_run`` maps
+    (student, assignment) to :func:`this_run_status` (a row absent from it, e.g. a student
+    removed from the submissions folder, is ``missing from this run``); without it the column
+    is left blank.
+
+    Every text cell goes through :func:`grader.sanitize.csv_cell` (OWASP's CSV-injection
+    advice: a cell starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading ``'``;
+    control characters are made visible). The file is for the staff: it holds the seeds.
     """
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(
-        ["student", "assignment", "total", "max_total", *exercises, "flag", "seed", "message"]
+        [
+            "student",
+            "assignment",
+            "total",
+            "max_total",
+            *exercises,
+            "flag",
+            "this_run",
+            "seed",
+            "message",
+        ]
     )
     for row in rows:
         by_name = {r.name: r for r in row.results}
@@ -390,16 +487,20 @@ def to_csv(rows: list[GradedSubmission], exercises: list[str]) -> str:
             else:
                 cells.append(_fmt(r.score))
         flag = "" if row.status == GRADED else row.status
+        where = ""
+        if this_run is not None:
+            where = this_run.get((row.student, row.assignment), THIS_RUN_MISSING)
         writer.writerow(
             [
-                row.student,
-                row.assignment,
+                csv_cell(row.student),
+                csv_cell(row.assignment),
                 _fmt(row.score),
                 _fmt(row.max_score),
                 *cells,
-                flag,
+                csv_cell(flag),
+                csv_cell(where),
                 "" if row.seed is None else row.seed,
-                row.message,
+                csv_cell(row.message),
             ]
         )
     return buf.getvalue()

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from grader import seeds
+from grader import seeds, vcs
 from grader.commands._common import EXIT_GRADER, translate_errors
 from grader.errors import ConfigError
 
@@ -111,7 +111,7 @@ def batch(
     from grader import registry
     from grader.classroom import batch as batchlib
     from grader.classroom import report
-    from grader.classroom.gradebook import Gradebook, to_csv, write_atomic
+    from grader.classroom.gradebook import Gradebook, this_run_status, to_csv, write_atomic
 
     if seed is not None and secret_file is not None:
         raise ConfigError("give --seed N (one seed for everyone) or --secret-file, not both")
@@ -137,14 +137,19 @@ def batch(
         only_assignment=assignment,
         exclude=[out_dir],
     )
+    entries = batchlib.normalize_entries(found.entries)  # duplicates: exit 2, nothing written
     for path, reason in found.skipped:
         click.echo(f"skipped {path.name}: {reason}", err=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(out_dir)
+    warning = vcs.secret_warning(out_dir, "every student's grades, feedback and seeds")
+    if warning:
+        click.echo(warning, err=True)
     stop = _StopFlag()
     with Gradebook(out_dir / "gradebook.sqlite") as book, _Progress() as progress, stop:
         summary = batchlib.run_batch(
-            found.entries,
+            entries,
             book,
             policy=policy,
             exercises=list(exercises) or None,
@@ -156,10 +161,19 @@ def batch(
             on_progress=progress.advance,
             stop_requested=stop.is_set,
         )
-        assignments = sorted({e.assignment for e in found.entries})
+        assignments = sorted({e.assignment for e in entries})
         rows = [r for a in assignments for r in book.submissions(a)]
         names = [s.name for s in specs]
-        csv_path = write_atomic(out_dir / "grades.csv", to_csv(rows, names))
+        present = {(e.student, e.assignment) for e in entries}
+        graded = {(r.student, r.assignment) for r in summary.rows}
+        kept = set(summary.kept)
+        this_run = {
+            (r.student, r.assignment): this_run_status(r, present=present, graded=graded, kept=kept)
+            for r in rows
+        }
+        missing = [r for r in rows if (r.student, r.assignment) not in present]
+        csv_path = write_atomic(out_dir / "grades.csv", to_csv(rows, names, this_run=this_run))
+        batchlib.feedback_index(out_dir / "feedback", rows)
         png_path = None
         if rows:
             png_path = report.write_report(
@@ -182,6 +196,14 @@ def batch(
     if png_path is not None:
         click.echo(f"report:    {png_path}")
     click.echo(f"feedback:  {out_dir / 'feedback'}")
+    if missing:
+        who = ", ".join(r.student for r in missing[:10]) + (" …" if len(missing) > 10 else "")
+        click.echo(
+            f"{len(missing)} student(s) in the gradebook have no submission in {submissions} "
+            f"any more ({who}): their older grades are kept and marked 'missing from this run' "
+            "in grades.csv",
+            err=True,
+        )
     if summary.interrupted:
         click.echo(
             "interrupted: every finished grade is saved; run the same command with --resume "
@@ -196,6 +218,22 @@ def batch(
             err=True,
         )
         sys.exit(EXIT_GRADER)
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Refuse, before any grading, an --out folder this process cannot write to (a grade that
+    cannot be saved is work lost)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".cnnlab-write-test-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write into --out {str(out_dir)!r} ({exc.strerror}): the gradebook, "
+            "grades.csv and the feedback go there; make the folder writable (e.g. `chmod u+w "
+            f"{out_dir}`) or pass another --out folder. Nothing was graded."
+        ) from exc
 
 
 class _StopFlag:

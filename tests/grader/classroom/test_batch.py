@@ -401,9 +401,10 @@ def test_workers_that_cannot_start_give_grader_errors_not_a_hang(tmp_path):
 
 
 def test_feedback_file_names_are_safe(tmp_path):
-    assert batch.safe_filename("../../etc/passwd") == "_.._etc_passwd"
+    assert batch.safe_filename("../../etc/passwd").startswith("etc_passwd~")
     assert batch.safe_filename("alice@uni.edu") == "alice@uni.edu"
-    assert "/" not in batch.safe_filename("a/b") and batch.safe_filename("...") == "student"
+    assert "/" not in batch.safe_filename("a/b")
+    assert batch.safe_filename("...").startswith("student~")
 
 
 @pytest.mark.slow

@@ -166,6 +166,7 @@ def test_csv_blanks_grader_errors_and_flags_them(book):
         "ex0",
         "ex1",
         "flag",
+        "this_run",
         "seed",
         "message",
     ]
