@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from grader import seeds
+from grader import seeds, vcs
 from grader.commands._common import translate_errors
 from grader.errors import ConfigError
 
@@ -119,3 +119,11 @@ def gradescope(
     click.echo(f"wrote {path} ({size_mb:.1f} MB, {len(specs)} exercises, {how})")
     if secret is not None:
         click.echo("it contains the course secret: upload it to Gradescope, never share it")
+    what = (
+        "the course secret"
+        if secret is not None
+        else "the grading seed of every student (with it anyone can regenerate the solutions)"
+    )
+    warning = vcs.secret_warning(path, what)
+    if warning:
+        click.echo(warning, err=True)

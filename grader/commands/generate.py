@@ -117,3 +117,11 @@ def generate_command(
         click.echo(f"  wrote {where / rel}")
     for rel in report.removed:
         click.echo(f"  removed {where / rel}")
+    if student is not None:
+        from grader import vcs
+
+        warning = vcs.secret_warning(
+            where, f"student {student}'s problem set with its solutions (solutions/)"
+        )
+        if warning:
+            click.echo(warning, err=True)

@@ -11,6 +11,13 @@ import click
 from grader.commands._common import translate_errors
 from grader.errors import ConfigError
 
+#: Where `cnnlab pretrain` writes without --out: a folder in the current directory. Not the
+#: shipped checkpoint (in a wheel install it sits in site-packages, in a checkout it is a
+#: committed file the exercises and tests are measured against), and not a hidden per-user
+#: data folder: the user sees the file where they work and passes it on (e.g. to
+#: ``transfer.load_pretrained(path)``); the repository's .gitignore ignores it.
+DEFAULT_DIR = "pretrained"
+
 
 @click.command("pretrain")
 @click.option(
@@ -18,7 +25,8 @@ from grader.errors import ConfigError
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Checkpoint to write (.pt; a .json with seed/epochs/accuracy goes beside it). "
-    "Default: the shipped cnnref/checkpoints/small_cnn_source.pt.",
+    f"Default: ./{DEFAULT_DIR}/small_cnn_source.pt in the current folder (never the shipped "
+    "checkpoint; pass its path explicitly to replace it).",
 )
 @click.option(
     "--seed",
@@ -66,16 +74,23 @@ def pretrain(
     Writes a state_dict checkpoint atomically (load it with torch.load(..., weights_only=True)
     or cnnref.transfer.load_pretrained) and a JSON beside it, and prints the source-task
     accuracy on a fresh test split. The same seed reproduces the same checkpoint on CPU.
-    About 2-3 minutes on 2 CPU cores.
+    About 2-3 minutes on 2 CPU cores. Without --out it writes ./pretrained/small_cnn_source.pt
+    (created in the current folder); the checkpoint shipped with cnnlab is replaced only when
+    --out names it.
 
     \b
     Example:
+      cnnlab pretrain                                # ./pretrained/small_cnn_source.pt
       cnnlab pretrain --out my_checkpoint.pt --seed 0
       cnnlab pretrain --epochs 3 --out /tmp/quick.pt --quiet
     """
     from cnnref import train, transfer
 
-    target = out if out is not None else transfer.checkpoint_path()
+    if out is None:
+        target = Path(DEFAULT_DIR) / transfer.checkpoint_path().name
+        target.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        target = out
     if target.suffix != ".pt":
         raise ConfigError(f"--out must name a .pt file, got {str(target)!r}")
     if not target.parent.is_dir():
