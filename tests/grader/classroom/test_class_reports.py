@@ -269,3 +269,47 @@ def test_a_read_only_gradebook_folder_says_permission_not_corruption():
     finally:
         os.chmod(base / "gradebook", 0o755)
         shutil.rmtree(base)
+
+
+@pytest.mark.slow
+def test_cnnlab_batch_keeps_every_student_and_flags_the_missing(tmp_path):
+    """The whole command: hostile ids graded into distinct files and escaped CSV cells; a
+    student removed later stays, flagged; two Unicode spellings of one id are refused (exit 2)
+    before anything is written."""
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    plain = Path(__file__).resolve().parents[2] / "fixtures" / "submissions" / "plain_loops"
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    ids = ["Jane Doe", "Jane_Doe", '=HYPERLINK("evil.example","x")', "学生"]
+    for sid in ids:
+        shutil.copytree(plain, subs / sid)
+    args = ["batch", str(subs), "--out", str(out), "--seed", "7", "-e", "dense_params"]
+    first = CliRunner().invoke(main, args, env={})
+    assert first.exit_code == 0, first.output
+    feedback = sorted((out / "feedback" / "cnn").glob("*.md"))
+    assert len(feedback) == len(ids)  # nobody's feedback overwritten
+    assert all("seed" not in f.read_text().lower() for f in feedback)
+    rows = list(csv.DictReader((out / "grades.csv").open(encoding="utf-8")))
+    assert sorted(r["student"] for r in rows) == sorted(
+        ["'" + ids[2], "Jane Doe", "Jane_Doe", "学生"]
+    )
+    assert {r["this_run"] for r in rows} == {"graded"}
+
+    shutil.rmtree(subs / "Jane_Doe")
+    second = CliRunner().invoke(main, [*args, "--resume"], env={})
+    assert second.exit_code == 0, second.output
+    assert "missing from this run" in second.output and "Jane_Doe" in second.output
+    rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open(encoding="utf-8"))}
+    assert rows["Jane_Doe"]["this_run"] == "missing from this run"
+    assert rows["Jane_Doe"]["total"] == rows["Jane Doe"]["total"]  # the old grade is kept
+    assert rows["Jane Doe"]["this_run"] == "unchanged, kept (--resume)"
+
+    before = (out / "grades.csv").read_bytes()
+    shutil.copytree(plain, subs / unicodedata.normalize("NFD", "José"))
+    shutil.copytree(plain, subs / "José")
+    twice = CliRunner().invoke(main, args, env={})
+    assert twice.exit_code == 2 and "same student" in twice.output
+    assert "Traceback" not in twice.output
+    assert (out / "grades.csv").read_bytes() == before  # nothing written
