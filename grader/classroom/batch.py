@@ -1022,6 +1022,7 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {
 #: another's.
 _OWNER = "<!-- cnnlab feedback for student={student} assignment={assignment} -->"
 _OWNER_RE = re.compile(r"^<!-- cnnlab feedback for student=(\S*) assignment=(\S*) -->$")
+_LEGACY_OWNER_RE = re.compile(r"^# Feedback for (.+) — (.+)$")
 #: Hex digits of SHA-256 in a file name (40 bits: a clash is checked for, never assumed away).
 _HASH_CHARS = 10
 
@@ -1073,9 +1074,12 @@ def feedback_owner(path: Path) -> tuple[str, str] | None:
     except OSError:
         return None
     found = _OWNER_RE.match(first)
-    if found is None:
-        return None
-    return urllib.parse.unquote(found.group(1)), urllib.parse.unquote(found.group(2))
+    if found is not None:
+        return urllib.parse.unquote(found.group(1)), urllib.parse.unquote(found.group(2))
+    legacy = _LEGACY_OWNER_RE.match(first)  # written by cnnlab before the owner line existed
+    if legacy is not None:
+        return legacy.group(1), legacy.group(2)
+    return None
 
 
 def feedback_markdown(row: GradedSubmission) -> str:

@@ -43,7 +43,12 @@ ASSIGNED_SEED_ENV = "CNNLAB_ASSIGNED_SEED"
     "default: the course's or the bundle's record, else --seed, else the first line of "
     "questions.py (a self-check hint only).",
 )
-@click.option("--json", "json_path", metavar="FILE", help="Also write the results as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    metavar="FILE",
+    help="Also write the results as JSON (its seed is null when it must stay hidden: --student).",
+)
 @click.option(
     "--gradescope", "gradescope_path", metavar="FILE", help="Also write Gradescope's results.json."
 )

@@ -107,6 +107,9 @@ def test_a_file_of_another_student_is_never_overwritten(tmp_path):
     assert written != mine and mine.read_text().endswith("keep")
     assert batch.feedback_owner(written) == ("Jane Doe", "hw1")
     assert batch.write_feedback(fb, _row("Jane Doe")) == written  # regrading replaces its own
+    legacy = batch.feedback_path(fb, _row("alice"))  # written by an older cnnlab
+    legacy.write_text("# Feedback for alice — hw1\n\nold")
+    assert batch.write_feedback(fb, _row("alice")) == legacy  # still alice's: replaced
     unknown = batch.feedback_path(fb, _row("jane_doe"))
     unknown.write_text("a file someone put there")
     batch.feedback_path(fb, _row("jane_doe")).write_text(
