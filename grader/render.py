@@ -168,7 +168,7 @@ def gradescope_results(
     visibility: str = "visible",
     max_bytes: int = GRADESCOPE_MAX_BYTES,
 ) -> dict[str, Any]:
-    """Gradescope's ``results.json``: ``score`` and ``tests[]`` (name, number, score,
+    """Gradescope's ``results.json``: ``score`` and ``tests[]`` (name, score,
     max_score, status ``"passed"``/``"failed"``, output, visibility).
 
     Every text is cleaned (:func:`grader.sanitize.clean_text`) and declared ``"text"``
