@@ -17,23 +17,39 @@ checks, in order, for every named output:
    received value, and how many values differ:
    ``"dx[0, 2, 1, 3]: expected 4.0, got 1.0 (12 of 96 values differ)"``.
 
-``outputs_match`` is the same test without the messages, used to recognise known mistakes.
+``outputs_match`` is the same test without the messages, used to recognise known mistakes;
+``differing_cells`` says where, so that renderers can mark the cells (:func:`pictures`).
+
+Everything here is data in, data out: no student code runs in the parent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "EXPLAIN",
+    "PICTURE_SIDE",
     "POSTPROCESS",
+    "RuntimeProblem",
     "check_output",
     "check_outputs",
+    "differing_cells",
+    "failing_output",
     "format_index",
     "format_value",
     "outputs_match",
+    "pictures",
 ]
+
+#: Largest map (cells per side) kept as a picture: about what a reader takes in at a glance
+#: (the lecture's 5x5 max-pool example, an 8x8 feature map); larger maps get only the message.
+PICTURE_SIDE = 10
+#: At most this many maps of one output are kept per result.
+PICTURE_MAPS = 4
 
 
 def format_index(name: str, index: tuple[int, ...]) -> str:
@@ -159,6 +175,109 @@ def check_outputs(
     return None
 
 
+def failing_output(
+    expected: Mapping[str, np.ndarray],
+    received: Mapping[str, object] | None,
+    *,
+    rtol: float,
+    atol: float,
+) -> str | None:
+    """The name of the first output :func:`check_outputs` complains about, or ``None``."""
+    if received is None:
+        return None
+    for name, exp in expected.items():
+        if name not in received or check_output(name, exp, received[name], rtol=rtol, atol=atol):
+            return name
+    return None
+
+
+def _excess(expected: np.ndarray, received: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """How far each received value is outside the tolerance (> 0 means it differs)."""
+    if expected.dtype.kind in "iub" and received.dtype.kind in "iub":
+        return (received != expected).astype(np.float64)
+    exp = expected.astype(np.float64)
+    rec = received.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        excess = np.abs(rec - exp) - (atol + rtol * np.abs(exp))
+    return np.where(np.isfinite(rec), excess, np.inf)
+
+
+def differing_cells(
+    expected: np.ndarray, received: np.ndarray, *, rtol: float, atol: float
+) -> np.ndarray:
+    """Boolean array of ``expected``'s shape: where ``received`` is outside the tolerance
+    (same rule as :func:`check_output`; a NaN or infinity always differs).
+
+    Raises:
+        ValueError: the shapes differ (nothing can be compared cell by cell).
+    """
+    if expected.shape != received.shape:
+        raise ValueError(f"shapes differ: {expected.shape} and {received.shape}")
+    return _excess(expected, received, rtol, atol) > 0
+
+
+def pictures(
+    name: str,
+    expected: np.ndarray,
+    received: object,
+    *,
+    rtol: float,
+    atol: float,
+    case: int,
+    label: str = "",
+) -> tuple:
+    """Small maps of output ``name`` where ``received`` differs from ``expected``, worst first.
+
+    A map is the last two axes (one row for a 1-d output); only outputs whose maps have at
+    most :data:`PICTURE_SIDE` cells per side, of the same shape and a numeric dtype, give
+    pictures, at most :data:`PICTURE_MAPS` of them. The records hold plain numbers only.
+
+    Returns:
+        a tuple of :class:`grader.results.Picture` (empty when nothing can be drawn).
+    """
+    from grader.results import Picture
+
+    if type(received) is not np.ndarray or received.dtype.kind not in "biuf":
+        return ()
+    if received.shape != expected.shape or expected.ndim == 0 or expected.size == 0:
+        return ()
+    rows, cols = (1, expected.shape[0]) if expected.ndim == 1 else expected.shape[-2:]
+    if rows > PICTURE_SIDE or cols > PICTURE_SIDE:
+        return ()
+    excess = _excess(expected, received, rtol, atol)
+    lead = expected.shape[:-2] if expected.ndim >= 2 else ()
+    maps = []
+    for index in np.ndindex(*lead) if lead else [()]:
+        worst = float(np.max(excess[index])) if excess[index].size else 0.0
+        if worst > 0:
+            maps.append((-worst, index))
+    maps.sort()
+    integer = expected.dtype.kind in "iub" and received.dtype.kind in "iub"
+
+    def as_rows(arr: np.ndarray) -> tuple:
+        arr = np.atleast_2d(arr)
+        cast = int if integer else float
+        return tuple(tuple(cast(v) for v in row) for row in arr.tolist())
+
+    out = []
+    for _, index in maps[:PICTURE_MAPS]:
+        out.append(
+            Picture(
+                output=name,
+                index=tuple(int(i) for i in index),
+                case=int(case),
+                label=label,
+                expected=as_rows(expected[index]),
+                received=as_rows(received[index]),
+                differs=tuple(
+                    tuple(bool(v) for v in row) for row in np.atleast_2d(excess[index] > 0).tolist()
+                ),
+                integer=integer,
+            )
+        )
+    return tuple(out)
+
+
 def outputs_match(
     a: Mapping[str, np.ndarray], b: Mapping[str, object] | None, *, rtol: float, atol: float
 ) -> bool:
@@ -186,10 +305,30 @@ def outputs_match(
 
 # ----------------------------------------------------------------------------- parent-side scorers
 #
-# Some checks need data the child must never see (held-out labels of a training exercise): the
-# child returns raw predictions and one of these turns them, with the case's hidden data, into
-# the outputs that are compared. A scorer returns ``(outputs, problem)``: ``problem`` is a
-# readable message when the student's result falls short, else ``None``.
+# Some checks need data the child must never see (held-out labels of a training exercise), or
+# turn what the child measured into verdicts: the child returns raw data and one of these
+# turns it, with the case (its inputs and hidden data), into the outputs that are compared.
+# A scorer returns ``(outputs, problem)``: ``problem`` is a readable message when the
+# student's result falls short, else ``None``; a :class:`RuntimeProblem` says the student's
+# code raised (the exercise's status becomes ``error``).
+
+
+class RuntimeProblem(str):
+    """A scorer's problem that is an exception of the student's code (status ``error``)."""
+
+
+def array_text(value: object, limit: int = 20000) -> str:
+    """The text a harness sent as a ``uint8`` array (:func:`grader.sandbox.harness.text_array`);
+    ``""`` for anything else. Decoded with replacement: it is untrusted data."""
+    if type(value) is not np.ndarray or value.dtype != np.uint8 or value.ndim != 1:
+        return ""
+    return value[:limit].tobytes().decode("utf-8", errors="replace")
+
+
+def _int_scalar(value: object) -> int | None:
+    if type(value) is not np.ndarray or value.dtype.kind not in "iu" or value.shape != ():
+        return None
+    return int(value)
 
 
 def accuracy_shortfall(
@@ -222,4 +361,285 @@ def accuracy_shortfall(
     return outputs, None
 
 
-POSTPROCESS = {"accuracy_shortfall": accuracy_shortfall}
+#: Buffers of a BatchNorm layer: its running statistics.
+_RUNNING_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def fine_tune(
+    received: Mapping[str, object], case: Any
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The fine-tuning exercise: held-out accuracy, a frozen base left as it was, no
+    gradients carried over from one step to the next.
+
+    Reads ``received["predictions"]``, ``received["state.<name>"]`` (the base's state after
+    training) and ``received["stale_gradient_steps"]``; the base's state before training is
+    ``case.inputs["weights"]``, the module classes are ``case.hidden["base_modules"]``.
+
+    Outputs: ``accuracy_shortfall`` (0 when the target is reached), ``frozen_parameters_kept``
+    and ``running_statistics_kept`` (1 when nothing changed), ``stale_gradient_steps``.
+    """
+    outputs, accuracy_problem = accuracy_shortfall(received, case.hidden)
+    if not outputs:
+        return outputs, accuracy_problem
+    modules: Mapping[str, str] = case.hidden.get("base_modules", {})
+    before = {k: v for k, v in case.inputs["weights"].items() if k.startswith("features.")}
+    changed_params: list[str] = []
+    changed_stats: dict[str, list[str]] = {}
+    for key, value in before.items():
+        after = received.get(f"state.{key}")
+        same = (
+            type(after) is np.ndarray
+            and after.shape == np.shape(value)
+            and np.array_equal(after, np.asarray(value))
+        )
+        if same:
+            continue
+        module, _, leaf = key.rpartition(".")
+        if leaf in _RUNNING_STATISTICS:
+            changed_stats.setdefault(module, []).append(leaf)
+        else:
+            changed_params.append(key)
+    stale = _int_scalar(received.get("stale_gradient_steps"))
+    outputs["frozen_parameters_kept"] = np.asarray(int(not changed_params), dtype=np.int64)
+    outputs["running_statistics_kept"] = np.asarray(int(not changed_stats), dtype=np.int64)
+    outputs["stale_gradient_steps"] = np.asarray(-1 if stale is None else stale, dtype=np.int64)
+    problems = []
+    if stale is None:
+        problems.append("the training loop's gradient check did not come back")
+    elif stale > 0:
+        problems.append(
+            f"gradients piled up across steps: {stale} backward pass(es) added to the gradient "
+            "of an earlier step, so each update used the sum of all gradients so far. Call "
+            "optimizer.zero_grad() once per step, before loss.backward()"
+        )
+    for module, leaves in changed_stats.items():
+        kind = modules.get(module, "BatchNorm")
+        problems.append(
+            f"the frozen base's {kind} at {module} ran in training mode during fit: its "
+            f"running statistics ({', '.join(leaves)}) changed. model.train() switches every "
+            "module to training mode; after it, put the frozen base's BatchNorm layers back "
+            "in eval mode (e.g. model.features.eval()) so they keep the pretrained statistics"
+        )
+    if changed_params:
+        shown = ", ".join(changed_params[:3]) + (" ..." if len(changed_params) > 3 else "")
+        problems.append(
+            f"the frozen base was trained: {shown} changed. Optimise only the parameters that "
+            "require grad (the new head) and leave the base frozen"
+        )
+    if accuracy_problem:
+        problems.append(accuracy_problem)
+    return outputs, ("; ".join(problems) or None)
+
+
+def _signature(value: object) -> list[tuple[str, tuple[int, ...]]] | None:
+    """A block's state-dict entries from its JSON text (``None`` when unreadable)."""
+    import json
+
+    try:
+        raw = json.loads(array_text(value))
+        return [(str(name), tuple(int(n) for n in shape)) for name, shape in raw]
+    except (ValueError, TypeError):
+        return None
+
+
+def _reference_signature(case: Any) -> list[tuple[str, tuple[int, ...]]]:
+    return [(str(k), tuple(np.shape(v))) for k, v in case.inputs["state"]]
+
+
+def block(received: Mapping[str, object], case: Any) -> tuple[Mapping[str, object], str | None]:
+    """A block (VGG, ResNet, DenseNet): its forward pass's error, or reference weights that
+    found no place in it (names and shapes, see
+    :func:`grader.sandbox.harness_torch.match_state`); the values are compared after.
+
+    When the forward pass raised, only ``forward_error`` and ``num_params`` are kept (what a
+    known mistake that also raises is recognised by) and the problem is a
+    :class:`RuntimeProblem` with the error and its place in the student's code.
+    """
+    from grader.sandbox.harness_torch import match_state
+
+    error = array_text(received.get("forward_error"))
+    if error:
+        at = array_text(received.get("forward_error_at"))
+        kind, _, message = error.partition(": ")
+        where = f"{kind} in {at}" if at else kind
+        keep = {k: received[k] for k in ("forward_error", "num_params") if k in received}
+        return keep, RuntimeProblem(
+            f"the forward pass raised {where}" + (f": {message}" if message else "")
+        )
+    theirs = _signature(received.get("state_names"))
+    if theirs is None:
+        return received, "the block's parameter names did not come back"
+    ours = _reference_signature(case)
+    found = match_state(ours, theirs)
+    missing, extra = found.missing(ours), found.extra(theirs)
+    if not missing and not extra:
+        return received, None
+    have, want = dict(theirs), dict(ours)
+    items = [
+        f"{k} has shape {have[k]}, expected {want[k]}"
+        if k in have
+        else f"no {k} (expected shape {want[k]})"
+        for k in missing
+    ]
+    items += [f"{k} {have[k]} is not in the reference block (set to 0)" for k in extra]
+    more = f", and {len(items) - 4} more" if len(items) > 4 else ""
+    return received, (
+        "the reference's weights are loaded into your block by name, as torchvision names "
+        f"them (see the docstring), and they do not fit: {'; '.join(items[:4])}{more}"
+    )
+
+
+POSTPROCESS = {
+    "accuracy_shortfall": lambda received, case: accuracy_shortfall(received, case.hidden),
+    "fine_tune": fine_tune,
+    "block": block,
+}
+
+
+# ----------------------------------------------------------------------------- explainers
+#
+# An explainer turns a failing case's raw problem into what happened, from the case's hidden
+# context (module names, the forward's expected output): ``fn(problem, *, failing, case,
+# received, function, rtol, atol) -> str``, where ``failing`` names the first wrong output.
+
+
+def _differing(case: Any, received: Mapping[str, object], name: str) -> list[int]:
+    exp, got = case.expected.get(name), received.get(name)
+    if type(got) is not np.ndarray or exp is None or got.shape != exp.shape or exp.ndim != 1:
+        return []
+    return [int(i) for i in np.flatnonzero(got != exp)]
+
+
+def explain_module_flags(
+    problem: str,
+    *,
+    failing: str | None,
+    case: Any,
+    received: Mapping[str, object],
+    function: str,
+    **_: Any,
+) -> str:
+    """Per-module and per-parameter flags (``freeze``): name the module or the parameter."""
+    if failing == "training":
+        names = list(case.hidden.get("module_names", ()))
+        classes = list(case.hidden.get("module_classes", ()))
+        got = received["training"]
+        parts = []
+        for i in _differing(case, received, "training")[:2]:
+            if i >= len(names):
+                continue
+            where = f"at {names[i]}" if names[i] else "(the model itself)"
+            now = "training" if int(got[i]) else "eval"
+            was = "eval" if int(got[i]) else "training"
+            parts.append(
+                f"the {classes[i]} {where} is in {now} mode after {function}, but was "
+                f"in {was} mode before"
+            )
+        if parts:
+            return (
+                f"{'; '.join(parts)}: {function} only sets requires_grad and leaves every "
+                f"module's mode as it was ({problem})"
+            )
+    if failing == "requires_grad":
+        names = list(case.hidden.get("parameter_names", ()))
+        got = received["requires_grad"]
+        parts = []
+        for i in _differing(case, received, "requires_grad")[:3]:
+            if i >= len(names):
+                continue
+            if int(got[i]):
+                parts.append(f"{names[i]} still requires grad")
+            else:
+                parts.append(
+                    f"{names[i]} was frozen, but it is not part of the module given to {function}"
+                )
+        if parts:
+            return f"{'; '.join(parts)} ({problem})"
+    if failing == "values_kept":
+        return (
+            f"{function} changed some weights' values: freezing only sets requires_grad "
+            f"and must not change any weight ({problem})"
+        )
+    return problem
+
+
+def explain_saliency_state(problem: str, *, failing: str | None, function: str, **_: Any) -> str:
+    """The saliency map's side effects: the model's mode, and gradients left on parameters."""
+    if failing == "mode_kept":
+        return (
+            f"the model's mode was not restored: {function} got the model in training mode and "
+            "left it in another mode. Remember was_training = model.training, call model.eval() "
+            "for the map, and model.train(was_training) before returning"
+        )
+    if failing == "grads_untouched":
+        return (
+            f"parameter gradients were left behind: after {function} the model's parameters "
+            "have .grad set, which the next optimizer step would use. Take the gradient with "
+            "torch.autograd.grad(score, images), which touches no parameter, or set every "
+            "parameter's .grad back to None"
+        )
+    return problem
+
+
+def _forward_of(backward: str) -> str:
+    stem = backward[: -len("_backward")] if backward.endswith("_backward") else backward
+    return f"{stem}_forward"
+
+
+def explain_backward_cache(
+    problem: str,
+    *,
+    case: Any,
+    received: Mapping[str, object],
+    function: str,
+    rtol: float,
+    atol: float,
+    **_: Any,
+) -> str:
+    """A backward fed by the student's own forward: say whether the forward was right on this
+    case, and so whether to look at the cache or at the forward first."""
+    expected = case.hidden.get("forward_out")
+    got = received.get("forward_out")
+    if expected is None or got is None:
+        return problem
+    forward = _forward_of(function)
+    expected = np.asarray(expected)
+    if outputs_match({"out": expected}, {"out": got}, rtol=rtol, atol=atol):
+        advice = str(case.hidden.get("cache_advice", ""))
+        return (
+            f"{problem}. Your {forward} gives the right output on this case, and {function} "
+            f"runs on the cache your {forward} made: check what the forward stores in its "
+            f"cache{' (' + advice + ')' if advice else ''} and how {function} reads it back"
+        )
+    wrong = check_output("out", expected, got, rtol=rtol, atol=atol)
+    return (
+        f"{problem}. {function} runs on the cache of your {forward}, whose output is wrong "
+        f"on this case ({wrong}): fix {forward} first"
+    )
+
+
+def explain_block(problem: str, *, case: Any, received: Mapping[str, object], **_: Any) -> str:
+    """A block whose entries have other names than torchvision's: say how they were matched."""
+    from grader.sandbox.harness_torch import match_state
+
+    theirs = _signature(received.get("state_names")) or []
+    ours = _reference_signature(case)
+    found = match_state(ours, theirs)
+    renamed = [(b, a) for a, b in found.pairs.items() if a != b]
+    if found.by == "name" or not renamed:
+        return problem
+    theirs_name, ours_name = renamed[0]
+    how = "by position" if found.by == "order" else "by the ends of their names"
+    return (
+        f"{problem}. Your block's entries have other names than torchvision's (e.g. "
+        f"{theirs_name} for {ours_name}), so the reference's weights were matched {how}: use "
+        "torchvision's names (see the docstring) so that each weight lands where it belongs"
+    )
+
+
+EXPLAIN = {
+    "module_flags": explain_module_flags,
+    "saliency_state": explain_saliency_state,
+    "backward_cache": explain_backward_cache,
+    "block": explain_block,
+}

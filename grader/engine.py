@@ -13,11 +13,19 @@ The steps, each a small function:
 Scoring: an exercise's score is ``points * (cases passed) / (cases)``, so partial work earns
 partial credit; its status is ``passed`` only when every case passes. When a case did not
 return (``error``, ``timeout``, ``memory``, ``crashed``, ``not_implemented``), the status is
-the first such status in case order; otherwise it is ``failed``. The feedback names the first
-problem, its case and what makes that case hard, and, when every failing case's outputs equal
-one known mistake's, that mistake's message. A failure of the grader (the sandbox, the
-reference) is retried once and then reported as ``grader_error`` with score 0, which the
-renderers and exit codes never treat as a grade.
+the first such status in case order; otherwise it is ``failed``.
+
+Feedback: when a case raised, its exception comes first, with the file and line the child
+found in the student's code, and its case; then the first wrong output, its case and what
+makes that case hard (put in words by the exercise's explainer, ``ExerciseSpec.explain``,
+where it has one). A known mistake is named when it explains every compared case: its
+outputs equal the student's on each failing case, and it would not have shown on any case
+that passed. When several known mistakes explain the output equally well, all of them are
+named as possibilities, never one of them as if it were sure. Small maps of the first
+failing case are kept in the result (:class:`grader.results.Picture`) for the renderers.
+
+A failure of the grader (the sandbox, the reference) is retried once and then reported as
+``grader_error`` with score 0, which the renderers and exit codes never treat as a grade.
 
 This module must not import ``cnnref`` or ``grader.exercises`` at module level: in a student
 bundle there is no reference, and grading runs from saved public cases (``cases_dir``).
@@ -38,7 +46,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from grader import seeds as seeds_mod
-from grader.compare import POSTPROCESS, check_outputs, outputs_match
+from grader.compare import (
+    EXPLAIN,
+    POSTPROCESS,
+    RuntimeProblem,
+    check_outputs,
+    failing_output,
+    outputs_match,
+    pictures,
+)
 from grader.errors import ConfigError, GraderFailure, UnknownExerciseError
 from grader.results import Result, Status, SubmissionResult
 
@@ -85,8 +101,9 @@ class PreparedCase:
             whose outputs differ from ``expected`` here, i.e. that this case can reveal; a
             mistake may give a subset of the outputs, e.g. only ``"rf"``).
         label: what makes the case hard, shown in feedback.
-        hidden: case data that never goes to the child (``ExerciseSpec.hidden``), read by the
-            exercise's parent-side ``postprocess``.
+        hidden: case data that never goes to the child (``ExerciseSpec.hidden``, plus what
+            ``ExerciseSpec.context`` computed), read by the exercise's parent-side
+            ``postprocess`` and ``explain``.
     """
 
     inputs: dict[str, Any]
@@ -114,6 +131,7 @@ class PreparedExercise:
     mistake_messages: dict[str, str]
     cases: tuple[PreparedCase, ...]
     postprocess: str | None = None
+    explain: str | None = None
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -215,7 +233,19 @@ def prepare(spec: ExerciseSpec, seed: int) -> PreparedExercise:
         missing = [k for k in spec.hidden if k not in inputs]
         if missing:
             raise GraderFailure(f"{where} has no hidden key(s) {missing}")
+        context: dict[str, Any] = {}
+        if spec.context is not None:
+            try:
+                context = dict(spec.context(copy.deepcopy(inputs)))
+            except Exception as exc:
+                raise GraderFailure(
+                    f"the context of {where} failed: {type(exc).__name__}: {exc}"
+                ) from exc
         hidden = {k: inputs.pop(k) for k in spec.hidden}
+        clash = set(context) & set(hidden)
+        if clash:
+            raise GraderFailure(f"{where}: context keys {sorted(clash)} clash with hidden keys")
+        hidden.update(context)
         cases.append(
             PreparedCase(
                 inputs=inputs, expected=expected, mistakes=mistakes, label=label, hidden=hidden
@@ -236,6 +266,7 @@ def prepare(spec: ExerciseSpec, seed: int) -> PreparedExercise:
         mistake_messages={m.name: m.message for m in spec.mistakes},
         cases=tuple(cases),
         postprocess=spec.postprocess,
+        explain=spec.explain,
     )
 
 
@@ -279,6 +310,17 @@ def _case_where(index: int, total: int, label: str) -> str:
     return f"case {index + 1} of {total}" + (f": {label}" if label else "")
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """A compared case whose outputs are wrong."""
+
+    index: int
+    case: PreparedCase
+    received: Mapping[str, Any]
+    problem: str
+    runtime: bool  # the student's code raised inside the harness (a scorer said so)
+
+
 def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
     """Grade one exercise from what the child returned (a pure function of its arguments).
 
@@ -287,7 +329,8 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
         outcome: the run of the student's code, one case outcome per prepared case.
 
     Returns:
-        The exercise's :class:`Result` (see the module docstring for the score and status).
+        The exercise's :class:`Result` (see the module docstring for the score, the status
+        and what the feedback says).
 
     Raises:
         GraderFailure: the outcome does not have one result per case.
@@ -299,71 +342,96 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
             f"for {len(cases)} cases of {prepared.name}"
         )
     total = len(cases)
-    passed = 0
-    first_problem: str | None = None
-    runtime_status: Status | None = None
-    compare_failures: list[tuple[PreparedCase, Mapping[str, Any]]] = []
+    passed_cases: list[PreparedCase] = []
+    failures: list[_Failure] = []
+    raised: list[tuple[int, Status, str]] = []  # (case index, status, message)
     for index, (case, result) in enumerate(zip(cases, outcomes, strict=True)):
-        where = _case_where(index, total, case.label)
         if result.status == "ok":
             received, problem = _postprocess(prepared, case, result.outputs or {})
+            runtime = isinstance(problem, RuntimeProblem)
             problem = problem or check_outputs(
                 case.expected, received, rtol=prepared.rtol, atol=prepared.atol
             )
             if problem is None:
-                passed += 1
+                passed_cases.append(case)
                 continue
-            compare_failures.append((case, received))
-            first_problem = first_problem or f"{problem} ({where})"
+            if not runtime:
+                problem = _explain(prepared, case, received, problem)
+            failures.append(_Failure(index, case, received, str(problem), runtime))
             continue
         status = _STATUS_OF_CASE.get(result.status)
         if status is None:
             raise GraderFailure(f"unknown case status {result.status!r} from the sandbox")
-        runtime_status = runtime_status or status
-        if first_problem is None:
-            message = (result.message or status.value).strip()
-            first_problem = message if status is Status.NOT_IMPLEMENTED else f"{message} ({where})"
+        raised.append((index, status, (result.message or status.value).strip()))
 
+    passed = len(passed_cases)
     score = round(prepared.points * passed / total, 4)
+    common = dict(
+        name=prepared.name,
+        max_score=float(prepared.points),
+        output=outcome.output,
+        wall_s=outcome.wall_s,
+    )
     messages = {(r.status, (r.message or "").strip()) for r in outcomes}
-    if passed == 0 and not compare_failures and len(messages) == 1:
+    if passed == 0 and not failures and len(messages) == 1:
         # the same runtime problem on every case (a missing function, an unfilled stub):
         # say it once, without a case
         status_name, message = messages.pop()
         return Result(
-            name=prepared.name,
             score=0.0,
-            max_score=float(prepared.points),
             status=_STATUS_OF_CASE[status_name],
             feedback=message or status_name,
-            output=outcome.output,
-            wall_s=outcome.wall_s,
+            **common,
         )
     if passed == total:
         return Result(
-            name=prepared.name,
             score=float(prepared.points),
-            max_score=float(prepared.points),
             status=Status.PASSED,
             feedback=f"all {total} cases passed" if total > 1 else "the check passed",
-            output=outcome.output,
-            wall_s=outcome.wall_s,
+            **common,
         )
-    mistake = _matching_mistake(prepared, compare_failures)
-    feedback = first_problem or "failed"
-    if mistake:
-        feedback += f". Known mistake: {prepared.mistake_messages[mistake]}"
+
+    parts: list[str] = []
+    runtime_status: Status | None = None
+    if raised:
+        index, runtime_status, message = raised[0]
+        if runtime_status is Status.NOT_IMPLEMENTED:
+            parts.append(message)
+        else:
+            parts.append(f"{message} ({_case_where(index, total, cases[index].label)})")
+        others = {m for _, _, m in raised[1:]} - {message}
+        if others:
+            parts.append(f"{len(raised) - 1} other case(s) stopped too, e.g. {sorted(others)[0]}")
+    if failures:
+        first = failures[0]
+        where = _case_where(first.index, total, first.case.label)
+        lead = "also wrong: " if raised else ""
+        parts.append(f"{lead}{first.problem} ({where})")
+        if first.runtime and runtime_status is None:
+            runtime_status = Status.ERROR
+    candidates = _matching_mistakes(prepared, passed_cases, failures)
+    mistake: str | None = None
+    if len(candidates) == 1:
+        mistake = candidates[0]
+        parts.append(f"Known mistake: {prepared.mistake_messages[mistake]}")
+    elif candidates:
+        listed = "; ".join(
+            f"({i}) {prepared.mistake_messages[slug]}" for i, slug in enumerate(candidates, 1)
+        )
+        parts.append(
+            f"This output fits {len(candidates)} known mistakes that these cases cannot tell "
+            f"apart, so it is one of them: {listed}"
+        )
     if not (runtime_status is Status.NOT_IMPLEMENTED and passed == 0):
-        feedback += f". {passed} of {total} cases passed"
+        parts.append(f"{passed} of {total} cases passed")
     return Result(
-        name=prepared.name,
         score=score,
-        max_score=float(prepared.points),
         status=runtime_status or Status.FAILED,
-        feedback=feedback,
+        feedback=". ".join(p.rstrip(". ") for p in parts),
         mistake=mistake,
-        output=outcome.output,
-        wall_s=outcome.wall_s,
+        possible_mistakes=tuple(candidates) if len(candidates) > 1 else (),
+        pictures=_pictures(prepared, failures),
+        **common,
     )
 
 
@@ -376,23 +444,76 @@ def _postprocess(
     scorer = POSTPROCESS.get(prepared.postprocess)
     if scorer is None:
         raise GraderFailure(f"{prepared.name}: no parent-side scorer {prepared.postprocess!r}")
-    return scorer(outputs, case.hidden)
+    return scorer(outputs, case)
 
 
-def _matching_mistake(
-    prepared: PreparedExercise, failures: Sequence[tuple[PreparedCase, Mapping[str, Any]]]
-) -> str | None:
-    """The first known mistake whose outputs equal the student's on every failing case."""
+def _explain(
+    prepared: PreparedExercise, case: PreparedCase, received: Mapping[str, Any], problem: str
+) -> str:
+    """The problem in words, by the exercise's explainer (``problem`` itself without one)."""
+    if prepared.explain is None:
+        return problem
+    explainer = EXPLAIN.get(prepared.explain)
+    if explainer is None:
+        raise GraderFailure(f"{prepared.name}: no parent-side explainer {prepared.explain!r}")
+    name = failing_output(case.expected, received, rtol=prepared.rtol, atol=prepared.atol)
+    return explainer(
+        problem,
+        failing=name,
+        case=case,
+        received=received,
+        function=prepared.function,
+        rtol=prepared.rtol,
+        atol=prepared.atol,
+    )
+
+
+def _matching_mistakes(
+    prepared: PreparedExercise,
+    passed: Sequence[PreparedCase],
+    failures: Sequence[_Failure],
+) -> list[str]:
+    """Every known mistake that explains all compared cases, in declaration order.
+
+    A mistake explains them when its outputs equal the student's on every failing case and it
+    would not have shown on any case that passed (it gives the right answer there, or cannot
+    show there). Cases that raised are not compared.
+    """
     if not failures:
-        return None
+        return []
+    found = []
     for slug in prepared.mistake_messages:
+        if any(slug in case.mistakes for case in passed):
+            continue
         if all(
-            slug in case.mistakes
-            and outputs_match(case.mistakes[slug], received, rtol=prepared.rtol, atol=prepared.atol)
-            for case, received in failures
+            slug in f.case.mistakes
+            and outputs_match(
+                f.case.mistakes[slug], f.received, rtol=prepared.rtol, atol=prepared.atol
+            )
+            for f in failures
         ):
-            return slug
-    return None
+            found.append(slug)
+    return found
+
+
+def _pictures(prepared: PreparedExercise, failures: Sequence[_Failure]) -> tuple:
+    """Pictures of the first failing case's first wrong output (see :func:`compare.pictures`)."""
+    for f in failures:
+        if f.runtime:
+            continue
+        name = failing_output(f.case.expected, f.received, rtol=prepared.rtol, atol=prepared.atol)
+        if name is None or name not in f.received:
+            continue
+        return pictures(
+            name,
+            f.case.expected[name],
+            f.received[name],
+            rtol=prepared.rtol,
+            atol=prepared.atol,
+            case=f.index + 1,
+            label=f.case.label,
+        )
+    return ()
 
 
 # ----------------------------------------------------------------------------- running

@@ -66,6 +66,12 @@ class ExerciseSpec:
             the child never does (e.g. held-out labels of a training exercise).
         postprocess: name of a parent-side scorer in ``grader.compare.POSTPROCESS`` that turns
             what the child returned plus the hidden keys into the outputs that are compared.
+        context: computes, in the parent, data that explains a failure without being scored
+            (e.g. the forward pass's expected output for a backward exercise, the names of a
+            model's modules); stored with the hidden keys, never sent to the child.
+        explain: name of a parent-side explainer in ``grader.compare.EXPLAIN`` that turns a
+            failing case's raw problem ("training[3]: expected 1, got 0") into what happened
+            ("the BatchNorm1d at features.2 was left in training mode").
     """
 
     name: str
@@ -87,6 +93,8 @@ class ExerciseSpec:
     tags: frozenset[str] = field(default_factory=frozenset)
     hidden: tuple[str, ...] = ()
     postprocess: str | None = None
+    context: Callable[[Case], dict[str, Any]] | None = None
+    explain: str | None = None
 
 
 _REGISTRY: dict[str, ExerciseSpec] = {}

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+#: A small map as nested rows of plain numbers (JSON-friendly).
+Rows = tuple[tuple[float, ...], ...]
+
 
 class Status(str, Enum):
     """Outcome of one exercise. The values are the ``status`` strings of the JSON contract."""
@@ -29,6 +32,59 @@ class Status(str, Enum):
 
 
 @dataclass(frozen=True)
+class Picture:
+    """One small map of a failed case, kept so that renderers can draw expected and received
+    side by side with the differing cells marked (the grading already decided which differ).
+
+    A map is the last two axes of an output (a 1-d output is one row); only maps of at most
+    :data:`grader.compare.PICTURE_SIDE` cells per side are kept.
+
+    Attributes:
+        output: the output's name, e.g. ``"dx"``.
+        index: the leading index of the map in the output, e.g. ``(0, 1)`` for ``dx[0, 1]``
+            (empty for an output of one or two dimensions).
+        case: the case number, from 1.
+        label: what the case is (its label).
+        expected: the reference's map, as rows.
+        received: the student's map, as rows.
+        differs: ``True`` where the received value is outside the tolerance.
+        integer: the values are whole numbers (shown without decimals).
+    """
+
+    output: str
+    index: tuple[int, ...]
+    case: int
+    label: str
+    expected: Rows
+    received: Rows
+    differs: tuple[tuple[bool, ...], ...]
+    integer: bool = False
+
+    @property
+    def title(self) -> str:
+        """``"dx[0, 1]"`` or ``"dx"``."""
+        if not self.index:
+            return self.output
+        return f"{self.output}[{', '.join(str(i) for i in self.index)}]"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Picture:
+        def rows(value: Any) -> tuple:
+            return tuple(tuple(row) for row in value)
+
+        return cls(
+            output=str(d["output"]),
+            index=tuple(int(i) for i in d["index"]),
+            case=int(d["case"]),
+            label=str(d.get("label", "")),
+            expected=rows(d["expected"]),
+            received=rows(d["received"]),
+            differs=tuple(tuple(bool(v) for v in row) for row in d["differs"]),
+            integer=bool(d.get("integer", False)),
+        )
+
+
+@dataclass(frozen=True)
 class Result:
     """One exercise of one submission.
 
@@ -39,9 +95,14 @@ class Result:
         status: see :class:`Status`.
         feedback: one readable paragraph: what was checked, what went wrong, and, when a
             known mistake explains the output, its name and how to fix it.
-        mistake: slug of the known mistake the output matched (``None`` if none did).
+        mistake: slug of the known mistake the output matched (``None`` if none did, or if
+            several did and the cases cannot tell them apart: see ``possible_mistakes``).
         output: the student's captured stdout/stderr, capped and decoded with replacement.
         wall_s: wall time of the child run(s), seconds.
+        possible_mistakes: when more than one known mistake explains the output equally well,
+            all of their slugs (the feedback names every one of them); else empty.
+        pictures: small maps of the first failing case, expected next to received (see
+            :class:`Picture`); empty when the output is a number or too large to read.
     """
 
     name: str
@@ -52,6 +113,8 @@ class Result:
     mistake: str | None = None
     output: str = ""
     wall_s: float = 0.0
+    possible_mistakes: tuple[str, ...] = ()
+    pictures: tuple[Picture, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -60,11 +123,29 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["status"] = self.status.value
+        d["possible_mistakes"] = list(self.possible_mistakes)
+        d["pictures"] = [
+            {
+                **asdict(p),
+                "index": list(p.index),
+                "expected": [list(r) for r in p.expected],
+                "received": [list(r) for r in p.received],
+                "differs": [list(r) for r in p.differs],
+            }
+            for p in self.pictures
+        ]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Result:
-        return cls(**{**d, "status": Status(d["status"])})
+        d = dict(d)
+        pictures = tuple(Picture.from_dict(p) for p in d.pop("pictures", None) or ())
+        possible = tuple(str(m) for m in d.pop("possible_mistakes", None) or ())
+        return cls(
+            **{**d, "status": Status(d["status"])},
+            possible_mistakes=possible,
+            pictures=pictures,
+        )
 
 
 @dataclass(frozen=True)

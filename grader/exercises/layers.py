@@ -123,6 +123,17 @@ register(
 )
 
 
+def _conv_context(c: Case) -> dict:
+    """The forward's expected output on the case, for the backward's feedback."""
+    kwargs = {k: v for k, v in c.items() if k != "dout"}
+    out, _ = layers.conv2d_forward(**kwargs)
+    return {
+        "forward_out": out,
+        "cache_advice": "x as it was given (unpadded, or padded consistently with the "
+        "backward), w, b and the stride, padding and dilation",
+    }
+
+
 def _conv_backward(c: Case) -> Outputs:
     kwargs = {k: v for k, v in c.items() if k != "dout"}
     _, cache = layers.conv2d_forward(**kwargs)
@@ -162,6 +173,8 @@ register(
         reference=_conv_backward,
         reference_function=layers.conv2d_backward,
         uses=("conv2d_forward",),
+        context=_conv_context,
+        explain="backward_cache",
         mistakes=(
             Mistake(
                 "dw_averaged_over_batch",
@@ -250,6 +263,16 @@ register(
 )
 
 
+def _dense_context(c: Case) -> dict:
+    """The forward's expected output on the case, for the backward's feedback."""
+    out, _ = layers.dense_forward(c["x"], c["w"], c["b"])
+    return {
+        "forward_out": out,
+        "cache_advice": "the original x with its shape (N, C, H, W), so that dx can be "
+        "reshaped back to it, and w and b",
+    }
+
+
 def _dense_backward(c: Case) -> Outputs:
     _, cache = layers.dense_forward(c["x"], c["w"], c["b"])
     dx, dw, db = layers.dense_backward(c["dout"], cache)
@@ -297,6 +320,8 @@ register(
         reference=_dense_backward,
         reference_function=layers.dense_backward,
         uses=("dense_forward",),
+        context=_dense_context,
+        explain="backward_cache",
         mistakes=(
             Mistake(
                 "weight_transposed",

@@ -152,6 +152,17 @@ def _route_backward(c: Case, *, route: str, accumulate: bool = True) -> Outputs:
     return {"dx": dx}
 
 
+def _maxpool_context(c: Case) -> dict:
+    """The forward's expected output on the case, for the backward's feedback."""
+    out, _ = pooling.maxpool2d_forward(c["x"], pool_size=c["pool_size"], stride=c.get("stride"))
+    return {
+        "forward_out": out,
+        "cache_advice": "e.g. where each window's maximum is: the first maximum in row-major "
+        "order, as np.argmax of the window flattened row by row gives it, not a column-major "
+        "(order='F') index, and the window's offset i*stride, j*stride",
+    }
+
+
 def _maxpool_backward(c: Case) -> Outputs:
     _, cache = pooling.maxpool2d_forward(c["x"], pool_size=c["pool_size"], stride=c.get("stride"))
     return {"dx": pooling.maxpool2d_backward(c["dout"], cache)}
@@ -170,6 +181,8 @@ register(
         reference=_maxpool_backward,
         reference_function=pooling.maxpool2d_backward,
         uses=("maxpool2d_forward",),
+        context=_maxpool_context,
+        explain="backward_cache",
         mistakes=(
             Mistake(
                 "gradient_to_every_element",

@@ -6,7 +6,13 @@ import numpy as np
 
 from cnnref import receptive
 from grader.exercises._common import case
-from grader.sandbox.harness import LAYER_CONV, LAYER_POOL, PADDING_CODES, MissingFunction, build_layers
+from grader.sandbox.harness import (
+    LAYER_CONV,
+    LAYER_POOL,
+    PADDING_CODES,
+    MissingFunction,
+    build_layers,
+)
 from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
 
 _SAME, _VALID = -1, -2

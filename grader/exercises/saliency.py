@@ -100,7 +100,11 @@ def _reference(c: Case) -> Outputs:
     kwargs = {} if c["reduce"] is None else {"reduce": c["reduce"]}
     target = c["target"] if isinstance(c["target"], int) else _targets(c)
     result = saliency.saliency_map(model, torch.from_numpy(c["images"]), target, **kwargs)
-    return {"saliency": result.numpy(), "state_kept": np.asarray(1, dtype=np.int64)}
+    return {
+        "saliency": result.numpy(),
+        "mode_kept": np.asarray(1, dtype=np.int64),
+        "grads_untouched": np.asarray(1, dtype=np.int64),
+    }
 
 
 @single_threaded
@@ -155,6 +159,7 @@ register(
         rtol=1e-4,
         atol=1e-7,
         timeout_s=20.0,
+        explain="saliency_state",
         mistakes=(
             Mistake(
                 "softmax_instead_of_logits",

@@ -96,6 +96,18 @@ def _freeze_outputs(c: Case, how: str) -> Outputs:
     return outputs
 
 
+def _freeze_context(c: Case) -> dict:
+    """Names and classes of the model's modules and parameters, in the harness's order, so
+    that feedback can say which module or parameter a wrong flag belongs to."""
+    model = _build(c)
+    modules = list(model.named_modules())
+    return {
+        "module_names": tuple(name for name, _ in modules),
+        "module_classes": tuple(type(m).__name__ for _, m in modules),
+        "parameter_names": tuple(name for name, _ in model.named_parameters()),
+    }
+
+
 register(
     ExerciseSpec(
         name="freeze",
@@ -109,6 +121,8 @@ register(
         reference=lambda c: _freeze_outputs(c, "reference"),
         reference_function=transfer.freeze,
         timeout_s=15.0,
+        context=_freeze_context,
+        explain="module_flags",
         mistakes=(
             Mistake(
                 "eval_instead_of_freeze",
@@ -443,6 +457,16 @@ def _fine_tune_cases(rng: np.random.Generator) -> list[Case]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             base = feature_net(in_features, hidden, source_classes)
+            # "pretrained" BatchNorm statistics: the features' own statistics on source-like
+            # data, so that a loop that lets them drift changes them visibly
+            bn = base.features[2]
+            with torch.no_grad():
+                pre = base.features[1](torch.from_numpy(images.reshape(len(images), -1)))
+                bn.running_mean.copy_(pre.mean(0) + 0.3 * torch.randn(hidden))
+                bn.running_var.copy_(pre.var(0) * (0.5 + torch.rand(hidden)))
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.normal_(0.0, 0.2)
+                bn.num_batches_tracked.fill_(1000)
         cases.append(
             case(
                 f"{label}, held-out target {TARGET_ACCURACY:.0%}",
@@ -489,11 +513,32 @@ def _fine_tune_reference(c: Case) -> Outputs:
             torch.from_numpy(c["test_labels"]),
             device="cpu",
         )
+        base_after = state_arrays(model.features)
     if accuracy < c["target_accuracy"] + 0.05:
         raise ValueError(
             f"the reference reaches only {accuracy:.3f} held-out accuracy on this case"
         )
-    return {"accuracy_shortfall": np.asarray(0.0)}
+    before = {
+        k[len("features.") :]: v for k, v in c["weights"].items() if k.startswith("features.")
+    }
+    if any(not np.array_equal(before[k], base_after[k]) for k in before):
+        raise ValueError("the reference changed the frozen base on this case")
+    return {
+        "accuracy_shortfall": np.asarray(0.0),
+        "frozen_parameters_kept": np.asarray(1, dtype=np.int64),
+        "running_statistics_kept": np.asarray(1, dtype=np.int64),
+        "stale_gradient_steps": np.asarray(0, dtype=np.int64),
+    }
+
+
+def _fine_tune_context(c: Case) -> dict:
+    """The classes of the base's modules (``features.2`` -> ``BatchNorm1d``), for feedback."""
+    model = feature_net(16, c["hidden"], c["source_classes"])
+    return {
+        "base_modules": {
+            f"features.{name}": type(m).__name__ for name, m in model.features.named_children()
+        }
+    }
 
 
 register(
@@ -513,6 +558,7 @@ register(
         timeout_s=60.0,
         tags=frozenset({"torch", "training"}),
         hidden=("test_labels", "target_accuracy"),
-        postprocess="accuracy_shortfall",
+        postprocess="fine_tune",
+        context=_fine_tune_context,
     )
 )

@@ -14,6 +14,11 @@ and Python scalars/strings).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import sysconfig
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +59,78 @@ def as_array(value: Any, what: str) -> np.ndarray:
         if arr.dtype.kind in "biuf":
             return arr
     raise BadReturn(f"{what} must be a number or an array of numbers, got {type(value).__name__}")
+
+
+#: Longest text (bytes of UTF-8) a harness sends back in a text output.
+TEXT_BYTES = 2000
+
+
+def text_array(text: str, limit: int = TEXT_BYTES) -> np.ndarray:
+    """``text`` as a 1-d ``uint8`` array of its UTF-8 bytes (cut to ``limit`` bytes).
+
+    Outputs must be numeric arrays, so a harness that needs to report words (an error
+    message, a module's parameter names) sends them this way; the parent decodes them with
+    :func:`grader.compare.array_text` as untrusted data, never as code.
+    """
+    data = text.encode("utf-8", errors="replace")[:limit]
+    return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def _library_roots() -> tuple[str, ...]:
+    """Folders whose frames are not the student's: the standard library, site-packages,
+    numpy, torch (when imported) and the grader itself."""
+    roots = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        with_path = sysconfig.get_paths().get(key)
+        if with_path:
+            roots.add(os.path.realpath(with_path))
+    for name in ("numpy", "torch", "grader"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.add(os.path.realpath(os.path.dirname(module.__file__)))
+    return tuple(sorted(roots))
+
+
+def student_frame(tb: Any) -> tuple[str, str, int] | None:
+    """``(function, file as shown, line)`` of the innermost frame of ``tb`` that is the
+    student's code (not the standard library, site-packages, numpy, torch or the grader).
+
+    Files are shown by name: ``architectures.py``, or ``hw.ipynb, cell 3`` for a notebook cell
+    (compiled as ``<hw.ipynb cell 3>``).
+    """
+    roots = _library_roots()
+    found = None
+    for frame, lineno in traceback.walk_tb(tb):
+        fname = frame.f_code.co_filename
+        if fname.startswith("<") and fname.endswith(">"):
+            inner = fname[1:-1]
+            if " cell " not in inner:
+                continue  # <string>, <frozen ...>: not a file of the student
+            notebook, _, cell = inner.rpartition(" cell ")
+            shown = f"{notebook}, cell {cell}"
+        else:
+            real = os.path.realpath(fname)
+            if any(real == r or real.startswith(r + os.sep) for r in roots):
+                continue
+            shown = os.path.basename(fname)
+        found = (frame.f_code.co_name, shown, lineno)
+    return found
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """``exc`` as ``("RuntimeError: message", "forward (architectures.py, line 40)")``:
+    what went wrong, and where in the student's code (empty when not in their code)."""
+    try:
+        text = " ".join(str(exc).split())
+    except Exception:  # a student's __str__ may raise
+        text = "(the exception's message could not be shown)"
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    where = student_frame(exc.__traceback__)
+    at = ""
+    if where is not None:
+        func, shown, line = where
+        at = f"{shown}, line {line}" if func == "<module>" else f"{func} ({shown}, line {line})"
+    return what, at
 
 
 def to_outputs(value: Any, names: tuple[str, ...] = ("out",)) -> dict[str, np.ndarray]:
@@ -120,7 +197,9 @@ def _run_backward(
     """Make the cache with the student's own forward (as in CS231n), then call the backward.
 
     ``case`` holds the forward's keyword arguments plus ``dout``, the upstream gradient, whose
-    shape is the correct forward output's shape.
+    shape is the correct forward output's shape. Besides the gradients, the outputs hold
+    ``forward_out`` (what the student's forward returned, not scored), so that the parent can
+    tell a wrong backward from a backward misled by its forward's cache.
     """
     forward_kwargs = {k: v for k, v in case.items() if k != "dout"}
     dout = case["dout"]
@@ -138,7 +217,11 @@ def _run_backward(
             f"{function} uses your {fwd} to make its cache, but {fwd} returned out of shape "
             f"{tuple(out_shape)} where {tuple(dout.shape)} is expected: fix {fwd} first"
         )
-    return to_outputs(get(function)(dout, cache), names)
+    outputs = to_outputs(get(function)(dout, cache), names)
+    # the forward's out, when it is numbers (otherwise the backward is graded as it is)
+    with contextlib.suppress(BadReturn):
+        outputs["forward_out"] = as_array(out, "out")
+    return outputs
 
 
 @harness("backward")

@@ -12,12 +12,20 @@ Every harness returns plain numpy arrays; nothing the student returns is trusted
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
-from typing import Any
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from grader.sandbox.harness import BadReturn, Getter, as_array, harness
+from grader.sandbox.harness import (
+    BadReturn,
+    Getter,
+    as_array,
+    describe_error,
+    harness,
+    text_array,
+)
 
 # ----------------------------------------------------------------------------- public models
 
@@ -83,9 +91,12 @@ def transfer_net(in_channels: int, num_classes: int, *, width: int = 4, head: st
 
 
 def feature_net(in_features: int, hidden: int, num_classes: int):
-    """The frozen-base network of the fine-tuning exercise: flatten, two ReLU layers, ``fc``.
+    """The frozen-base network of the fine-tuning exercise: ``features`` then ``fc``.
 
-    ``(N, C, H, W)`` with ``C*H*W = in_features`` -> logits ``(N, num_classes)``.
+    ``features`` is flatten, Linear, BatchNorm1d, ReLU, Linear, ReLU; ``(N, C, H, W)`` with
+    ``C*H*W = in_features`` -> logits ``(N, num_classes)``. The BatchNorm is there on
+    purpose: a fine-tuning loop that calls ``model.train()`` without putting the frozen base's
+    BatchNorm back in eval mode changes its running statistics, which the grader checks.
     """
     import torch
     from torch import nn
@@ -96,6 +107,7 @@ def feature_net(in_features: int, hidden: int, num_classes: int):
             self.features = nn.Sequential(
                 nn.Flatten(),
                 nn.Linear(in_features, hidden),
+                nn.BatchNorm1d(hidden),
                 nn.ReLU(),
                 nn.Linear(hidden, hidden),
                 nn.ReLU(),
@@ -153,8 +165,8 @@ def saliency(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.n
     """``saliency_map(model, images, target, reduce=...)`` on :func:`saliency_net`.
 
     The model is handed over in *training* mode with no gradients, as a student would have it
-    during training. Outputs: ``saliency`` (the map) and ``state_kept`` (1 when every module's
-    mode is as it was and no parameter gained a ``.grad``).
+    during training. Outputs: ``saliency`` (the map), ``mode_kept`` (1 when every module's mode
+    is as it was) and ``grads_untouched`` (1 when no parameter gained a ``.grad``).
     """
     import torch
 
@@ -168,10 +180,10 @@ def saliency(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.n
         result = get(function)(model, images, _target_argument(case["target"]), **kwargs)
     if result is None:
         raise BadReturn(f"{function} returned None: return the saliency tensor")
-    kept = _training_flags(model) == modes and _grads_untouched(model)
     return {
         "saliency": as_array(result, "the saliency map"),
-        "state_kept": np.asarray(int(kept), dtype=np.int64),
+        "mode_kept": np.asarray(int(_training_flags(model) == modes), dtype=np.int64),
+        "grads_untouched": np.asarray(int(_grads_untouched(model)), dtype=np.int64),
     }
 
 
@@ -332,35 +344,186 @@ def param_groups(get: Getter, function: str, case: dict[str, Any]) -> dict[str, 
 
 # ----------------------------------------------------------------------------- blocks
 
+#: Longest list of state-dict entries (as JSON text) a block reports back.
+STATE_TEXT_BYTES = 16000
+#: The value outputs of a block: the output and the input gradient, in eval and train mode.
+BLOCK_VALUES = ("out_eval", "dx_eval", "out_train", "dx_train")
 
-@harness("block")
-def block(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Build ``function(**case["args"])`` and run it on ``case["x"]``.
 
-    Outputs: ``num_params`` (numbers in ``parameters()``) and ``out_shape`` (of the forward
-    pass in eval mode; ``-1`` everywhere when the forward pass raised, whose error is printed).
+Signature = Sequence[tuple[str, tuple[int, ...]]]
+
+
+class StateMatch(NamedTuple):
+    """How the reference's state-dict entries map onto a module's (:func:`match_state`).
+
+    Attributes:
+        by: ``"name"`` (every name and shape agrees), ``"order"`` (other names, but the same
+            shapes in the same order: matched by position) or ``"partial"`` (matched by name,
+            then by the last two parts of the name, e.g. ``norm1.weight`` or ``0.weight``).
+        pairs: reference name -> module name, for every reference entry that found a home.
+    """
+
+    by: str
+    pairs: dict[str, str]
+
+    def missing(self, reference: Signature) -> list[str]:
+        """Reference entries that found no entry of the module."""
+        return [name for name, _ in reference if name not in self.pairs]
+
+    def extra(self, module: Signature) -> list[str]:
+        """The module's entries that received nothing (their parameters are set to zero)."""
+        used = set(self.pairs.values())
+        return [name for name, _ in module if name not in used]
+
+
+def match_state(reference: Signature, module: Signature) -> StateMatch:
+    """Match the reference's ``[(name, shape), ...]`` to a module's, both in registration order.
+
+    Names first (torchvision's names, as the stubs ask); when every shape agrees in order but
+    names differ, by position; otherwise exact names, then the same last two name parts and
+    shape, in order (so a ``ModuleList`` called ``layers`` or a shortcut called ``shortcut``
+    still receives its weights). A pure function of the two lists: the child uses it to load,
+    the parent to explain.
+    """
+    ref = [(str(n), tuple(s)) for n, s in reference]
+    mod = [(str(n), tuple(s)) for n, s in module]
+    if dict(ref) == dict(mod) and len(ref) == len(mod):
+        return StateMatch("name", {n: n for n, _ in ref})
+    if len(ref) == len(mod) and all(a[1] == b[1] for a, b in zip(ref, mod, strict=True)):
+        return StateMatch("order", {a[0]: b[0] for a, b in zip(ref, mod, strict=True)})
+    shapes = dict(mod)
+    pairs = {n: n for n, shape in ref if shapes.get(n) == shape}
+    used = set(pairs.values())
+
+    def tail(name: str) -> str:
+        return ".".join(name.split(".")[-2:])
+
+    for name, shape in ref:
+        if name in pairs:
+            continue
+        for other, other_shape in mod:
+            if other not in used and other_shape == shape and tail(other) == tail(name):
+                pairs[name] = other
+                used.add(other)
+                break
+    return StateMatch("partial", pairs)
+
+
+def state_signature(module) -> list[tuple[str, tuple[int, ...]]]:
+    """``[(name, shape), ...]`` of ``module.state_dict()``, in registration order."""
+    return [(k, tuple(int(n) for n in v.shape)) for k, v in module.state_dict().items()]
+
+
+def load_reference_state(module, state: Sequence[tuple[str, np.ndarray]]) -> StateMatch:
+    """Copy the reference's state-dict entries into ``module`` (see :func:`match_state`).
+
+    Args:
+        module: the student's (or a known mistake's) block.
+        state: ``[(name, array), ...]`` of the reference block, in its registration order
+            (torchvision's names: ``conv1.weight``, ``bn1.running_mean``, ``downsample.0.weight``).
+
+    Returns:
+        The :class:`StateMatch` used. Every parameter of ``module`` that received nothing is
+        set to zero (buffers keep their initial values), so the outputs are the same on every
+        run of the same code.
     """
     import torch
 
-    args = dict(case["args"])
-    built = get(function)(**args)
+    target = module.state_dict()
+    arrays = {str(k): np.asarray(v) for k, v in state}
+    found = match_state([(k, v.shape) for k, v in arrays.items()], state_signature(module))
+    with torch.no_grad():
+        if found.by == "partial":
+            for p in module.parameters():
+                p.zero_()
+        for ref_name, name in found.pairs.items():
+            target[name].copy_(torch.from_numpy(arrays[ref_name].copy()))
+    return found
+
+
+def upstream_gradient(shape: Sequence[int], seed: int) -> np.ndarray:
+    """The upstream gradient for an output of ``shape``: standard normal, float32, drawn from
+    ``seed`` and the shape (so the parent and the child draw the same one)."""
+    dims = [int(n) for n in shape]
+    rng = np.random.default_rng([int(seed), len(dims), *dims])
+    return rng.standard_normal(dims).astype(np.float32)
+
+
+def block_values(module, x: np.ndarray, *, seed: int) -> dict[str, np.ndarray]:
+    """Run ``module`` on ``x`` in eval mode, then in train mode; outputs and input gradients.
+
+    In each mode: ``out = module(x)`` and ``dx = d(sum(out * g))/dx`` with ``g`` from
+    :func:`upstream_gradient`. The input is a non-leaf copy, so a block that modifies its
+    input in place still runs. Eval mode uses the BatchNorm running statistics of the
+    reference; train mode the batch's own statistics.
+
+    Raises:
+        BadReturn: the forward pass returned something other than a tensor.
+        Exception: whatever the forward pass raised.
+    """
+    import torch
+
+    values: dict[str, np.ndarray] = {}
+    for mode in ("eval", "train"):
+        module.train(mode == "train")
+        leaf = torch.from_numpy(np.array(x, dtype=np.float32)).requires_grad_(True)
+        with torch.enable_grad():
+            out = module(leaf.clone())
+            if not isinstance(out, torch.Tensor):
+                raise BadReturn(f"the forward pass must return a tensor, got {type(out).__name__}")
+            if out.requires_grad:
+                g = torch.from_numpy(upstream_gradient(out.shape, seed)).to(out.dtype)
+                (dx,) = torch.autograd.grad(out, leaf, grad_outputs=g, allow_unused=True)
+            else:
+                dx = None
+        values[f"out_{mode}"] = out.detach().cpu().numpy().copy()
+        values[f"dx_{mode}"] = (
+            np.zeros(leaf.shape, dtype=np.float32) if dx is None else dx.detach().numpy().copy()
+        )
+    return {name: values[name] for name in BLOCK_VALUES}
+
+
+def block_outputs(module, case: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Everything the ``block`` harness reports for a built ``module`` on ``case``.
+
+    Outputs: ``num_params``; ``state_names`` (the module's state-dict entries and shapes as
+    JSON text, see :func:`grader.sandbox.harness.text_array`); ``forward_error`` (the text of
+    the exception the forward pass raised, ``"RuntimeError: ..."``, empty when it ran) and
+    ``forward_error_at`` (where in the student's code); and, when the forward pass ran, the
+    :data:`BLOCK_VALUES` after loading the reference's weights (:func:`load_reference_state`).
+    """
+    outputs: dict[str, np.ndarray] = {
+        "num_params": np.asarray(sum(int(p.numel()) for p in module.parameters()), np.int64),
+        "state_names": text_array(json.dumps(state_signature(module)), STATE_TEXT_BYTES),
+    }
+    load_reference_state(module, case["state"])
+    try:
+        outputs.update(block_values(module, case["x"], seed=int(case["grad_seed"])))
+    except (NotImplementedError, MemoryError, BadReturn):
+        raise
+    except Exception as exc:  # the student's forward pass raised: report it as data
+        what, at = describe_error(exc)
+        outputs["forward_error"] = text_array(what)
+        outputs["forward_error_at"] = text_array(at)
+        return outputs
+    outputs["forward_error"] = text_array("")
+    return outputs
+
+
+@harness("block")
+def block(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Build ``function(**case["args"])``, load the reference's weights into it by name, and
+    run it in eval and train mode on ``case["x"]`` (see :func:`block_outputs`).
+
+    A forward pass that raises does not stop the case: its error comes back as text, so the
+    parent can show it and still recognise a known mistake by the parameter count.
+    """
+    import torch
+
+    built = get(function)(**dict(case["args"]))
     if not isinstance(built, torch.nn.Module):
         raise BadReturn(f"{function}(...) must give an nn.Module, got {type(built).__name__}")
-    num_params = sum(int(p.numel()) for p in built.parameters())
-    x = _as_tensor(case["x"])
-    built.eval()
-    try:
-        with torch.no_grad():
-            out = built(x)
-        if not isinstance(out, torch.Tensor):
-            raise BadReturn(f"the forward pass must return a tensor, got {type(out).__name__}")
-        out_shape = np.asarray(tuple(out.shape), dtype=np.int64)
-    except NotImplementedError:
-        raise
-    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        print(f"the forward pass of {function}(...) on x {tuple(x.shape)} failed: {exc}")
-        out_shape = np.full(x.dim(), -1, dtype=np.int64)
-    return {"num_params": np.asarray(num_params, dtype=np.int64), "out_shape": out_shape}
+    return block_outputs(built, case)
 
 
 # ----------------------------------------------------------------------------- fine-tuning
@@ -376,16 +539,56 @@ def _accepts(function: Any, name: str) -> bool:
     )
 
 
+class StaleGradientProbe:
+    """Counts backward passes that add to a gradient left over from before the last update.
+
+    For each trainable parameter ``p`` a hook sees every new gradient *before* it is added to
+    ``p.grad``. If ``p.grad`` then still holds a non-zero gradient and ``p`` has been updated
+    in place since that gradient started (its version counter moved), the old gradient is
+    about to be added to the new one: the loop forgot ``optimizer.zero_grad()``. Gradient
+    accumulation on purpose (several backward passes, then one step, then zeroing) is not
+    counted, because ``p`` does not change between those backward passes.
+    """
+
+    def __init__(self, parameters) -> None:
+        self.backward_passes = 0
+        self.stale = 0
+        self._clean_version: dict[int, int] = {}
+        self._handles = [p.register_hook(self._hook_for(p)) for p in parameters if p.requires_grad]
+
+    def _hook_for(self, p):
+        def hook(grad):
+            key = id(p)
+            self.backward_passes += 1
+            old = p.grad
+            if old is None or not bool(old.detach().ne(0).any()):
+                self._clean_version[key] = p._version
+            elif p._version != self._clean_version.get(key, p._version):
+                self.stale += 1
+            return grad
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 @harness("fine_tune")
 def fine_tune(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Train a new head on a frozen base with the student's ``fit``; held-out accuracy.
+    """Train a new head on a frozen base with the student's ``fit``; what the parent checks.
 
-    The harness builds :func:`feature_net` with the "pretrained" weights of the case, freezes
-    ``features``, puts a new ``fc`` for the target classes on it, and calls
-    ``fit(model, images, labels, epochs=..., lr=...)`` (plus ``progress=False`` and ``seed``
-    when the signature takes them). Output: ``predictions``, the trained model's class for
-    each held-out image. The held-out labels and the target never reach the child: the parent
-    scores the predictions (``grader.compare.accuracy_shortfall``).
+    The harness builds :func:`feature_net` with the "pretrained" weights of the case (its
+    BatchNorm has real running statistics), freezes ``features``, puts a new ``fc`` for the
+    target classes on it, and calls ``fit(model, images, labels, epochs=..., lr=...)`` (plus
+    ``progress=False`` and ``seed`` when the signature takes them).
+
+    Outputs: ``predictions`` (the trained model's class for each held-out image);
+    ``state.<name>`` for every entry of ``model.features.state_dict()`` after training (the
+    parent checks that frozen parameters and BatchNorm running statistics did not change);
+    ``stale_gradient_steps`` (backward passes that added to a gradient from before the last
+    update, :class:`StaleGradientProbe`). The held-out labels and the target never reach the
+    child: the parent scores everything (``grader.compare.fine_tune``).
     """
     import torch
 
@@ -403,14 +606,22 @@ def fine_tune(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.
     for name, value in (("progress", False), ("seed", int(case["seed"]))):
         if _accepts(fit, name):
             kwargs[name] = value
-    fit(model, images, labels, **kwargs)
+    probe = StaleGradientProbe(list(model.parameters()))
+    try:
+        fit(model, images, labels, **kwargs)
+    finally:
+        probe.remove()
     test_images = _as_tensor(case["test_images"])
     model.eval()
     with torch.no_grad():
         logits = model(test_images)
     if tuple(logits.shape) != (test_images.shape[0], int(case["num_classes"])):
         raise BadReturn(f"after {function} the model gives logits of shape {tuple(logits.shape)}")
-    return {"predictions": logits.argmax(1).numpy().astype(np.int64)}
+    outputs = {"predictions": logits.argmax(1).numpy().astype(np.int64)}
+    for name, value in state_arrays(model.features).items():
+        outputs[f"state.features.{name}"] = value
+    outputs["stale_gradient_steps"] = np.asarray(probe.stale, dtype=np.int64)
+    return outputs
 
 
 # ----------------------------------------------------------------------------- speed

@@ -89,10 +89,60 @@ def test_mistake_named_only_when_every_failing_case_matches_it():
         return {"doubled": {"out": 2 * np.array([1.0, 2.0, float(i)])}}
 
     ex = _exercise(mistakes=doubled)
+    r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([2, 4, 2]), _ok([2, 4, 4])))
+    assert r.mistake == "doubled" and "Known mistake: everything doubled" in r.feedback
+    r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([9, 9, 9]), _ok([2, 4, 4])))
+    assert r.mistake is None and "Known mistake" not in r.feedback
+
+
+def test_mistake_not_named_when_a_passed_case_would_have_shown_it():
+    def doubled_where_visible(i):
+        # the third case cannot show the mistake (the doubled output equals the right one)
+        return {"doubled": {"out": 2 * np.array([1.0, 2.0, float(i)])}} if i < 2 else {}
+
+    ex = _exercise(mistakes=doubled_where_visible)
     r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([2, 4, 2]), _ok([1, 2, 2])))
     assert r.mistake == "doubled" and "Known mistake: everything doubled" in r.feedback
-    r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([9, 9, 9]), _ok([1, 2, 2])))
+    # the same two failures, but now the passed third case would have shown the mistake
+    ex = _exercise(
+        mistakes=lambda i: {"doubled": {"out": 2 * np.array([1.0, 2.0, float(i)])}}
+    )
+    r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([2, 4, 2]), _ok([1, 2, 2])))
     assert r.mistake is None and "Known mistake" not in r.feedback
+
+
+def test_mistakes_that_coincide_are_all_named_and_none_as_sure():
+    def two(i):
+        wrong = {"out": 2 * np.array([1.0, 2.0, float(i)])}
+        return {"doubled": wrong, "added": {"out": wrong["out"].copy()}}
+
+    ex = _exercise(mistakes=two)
+    ex = engine.PreparedExercise(
+        **{
+            **ex.__dict__,
+            "mistake_messages": {"doubled": "everything doubled", "added": "x added to itself"},
+        }
+    )
+    r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([2, 4, 2]), _ok([2, 4, 4])))
+    assert r.mistake is None and r.possible_mistakes == ("doubled", "added")
+    assert "Known mistake:" not in r.feedback
+    assert "everything doubled" in r.feedback and "x added to itself" in r.feedback
+    assert "cannot tell apart" in r.feedback
+
+
+def test_a_case_that_raised_is_shown_with_its_place_even_after_a_wrong_case():
+    error = CaseOutcome(
+        status="error",
+        outputs=None,
+        message="ValueError in f (layers.py, line 12): stride 3 is not supported",
+    )
+    r = engine.evaluate(_exercise(), _run(_ok([1, 5, 0]), _ok([1, 2, 1]), error))
+    assert r.status is Status.ERROR
+    assert r.feedback.startswith(
+        "ValueError in f (layers.py, line 12): stride 3 is not supported (case 3 of 3: label 2)"
+    )
+    assert "also wrong: out[1]: expected 2.0, got 5.0" in r.feedback
+    assert "1 of 3 cases passed" in r.feedback
 
 
 def test_wrong_number_of_case_results_is_a_grader_failure():

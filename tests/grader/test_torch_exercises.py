@@ -173,7 +173,8 @@ def test_each_mistake_gets_its_message(tmp_path, prepared, exercise, slug, snipp
     module = folder / f"{registry.get(exercise).topic}.py"
     module.write_text(module.read_text() + "\n\n" + snippet.read_text())
     (result,) = _grade(folder, [prepared[exercise]]).exercises
-    assert result.status == Status.FAILED, result.feedback
+    # ERROR: the block's forward pass raises on some case (its error is shown, with its line)
+    assert result.status in (Status.FAILED, Status.ERROR), result.feedback
     assert result.mistake == slug, result.feedback
     assert prepared[exercise].mistake_messages[slug] in result.feedback
     assert result.score < result.max_score
