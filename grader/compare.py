@@ -489,7 +489,45 @@ def block(received: Mapping[str, object], case: Any) -> tuple[Mapping[str, objec
     )
 
 
+def answer_check(
+    received: Mapping[str, object], case: Any
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """A numeric question graded without its answer: the student's ``answer`` is hashed
+    (:mod:`grader.answers`) and compared with the digests in ``case.hidden``.
+
+    Output ``answer``: 0 for the right answer, ``k`` (from 1) when it is the ``k``-th known
+    mistake's answer (``case.hidden["mistakes"]``, in order), -1 for anything else.
+    """
+    from grader import answers
+
+    hidden = case.hidden
+    value = received.get("answer")
+    if type(value) is not np.ndarray or value.dtype.kind not in "iuf" or value.shape != ():
+        return {}, "the answer must be one number"
+    integer = bool(hidden["integer"])
+    if integer and value.dtype.kind == "f":
+        problem = _kind_problem("the answer", np.asarray(0), value)
+        return {}, problem or "the answer must be a whole number"
+    quantum = None if integer else float(hidden["quantum"])
+    number = int(value) if value.dtype.kind in "iu" else float(value)
+    salt = bytes.fromhex(str(hidden["salt"]))
+    cost = {k: int(v) for k, v in dict(hidden["cost"]).items()}
+    digests = {answers.digest(t, salt, cost) for t in answers.candidate_texts(number, quantum)}
+    if str(hidden["digest"]) in digests:
+        return {"answer": np.asarray(0, dtype=np.int64)}, None
+    code = -1
+    for k, (_slug, mistake_digest) in enumerate(hidden["mistakes"], 1):
+        if str(mistake_digest) in digests:
+            code = k
+            break
+    return {"answer": np.asarray(code, dtype=np.int64)}, (
+        f"{format_value(value[()])} is not the answer (checked against a salted hash of the "
+        "answer: the answer itself is not in your bundle)"
+    )
+
+
 POSTPROCESS = {
+    "answer_check": answer_check,
     "accuracy_shortfall": lambda received, case: accuracy_shortfall(received, case.hidden),
     "fine_tune": fine_tune,
     "block": block,

@@ -10,6 +10,12 @@ control characters reach a terminal, the JSON is valid for strict parsers, the J
 valid XML 1.0, and Gradescope's ``results.json`` stays within :data:`GRADESCOPE_MAX_BYTES`.
 A seed that must stay hidden (``result.extra["seed_hidden"]``, see :mod:`grader.seeds`) is
 never rendered; Gradescope's output never names a seed at all.
+
+Pictures (:class:`grader.results.Picture`, kept by the engine for small maps of a failed case)
+are drawn after the table: expected and received side by side, the cells that differ marked
+(``[4]`` and in colour in the terminal, bold in Markdown); :func:`pictures_markdown` gives the
+same for a per-student feedback file and :func:`picture_png` a PNG of the saliency maps.
+Which cells differ was decided when grading; drawing only shows it.
 """
 
 from __future__ import annotations
@@ -28,16 +34,21 @@ from rich.table import Table
 from rich.text import Text
 
 from grader.errors import ConfigError
-from grader.results import Result, Status, SubmissionResult
+from grader.results import Picture, Result, Status, SubmissionResult
 from grader.sanitize import clean_doc, clean_text, fit_json, truncate
 
 __all__ = [
+    "PNG_EXERCISES",
     "STATUS_STYLE",
     "gradescope_json",
     "gradescope_results",
     "json_report",
     "junit_xml",
+    "picture_lines",
+    "picture_png",
+    "pictures_markdown",
     "print_table",
+    "write_picture_files",
     "table_text",
     "write_report",
 ]
@@ -48,6 +59,8 @@ __all__ = [
 #: the end are kept, around a marker saying how much was cut).
 GRADESCOPE_MAX_BYTES = 1_000_000
 GRADESCOPE_OUTPUT_CHARS = 16_000
+#: Exercises whose pictures are images, drawn as a PNG in the per-student feedback folder.
+PNG_EXERCISES = frozenset({"saliency_map"})
 
 STATUS_STYLE = {
     Status.PASSED: ("passed", "bold green"),
@@ -127,15 +140,189 @@ def summary_lines(result: SubmissionResult, *, path: str | None = None) -> list[
     return lines
 
 
+# ----------------------------------------------------------------------------- pictures
+
+
+def _formatter(picture: Picture):
+    """A cell formatter for the picture's numbers: whole numbers as such; otherwise the
+    fewest significant digits (3 to 8) that make every differing pair of cells look
+    different."""
+    if picture.integer:
+        return lambda v: str(int(v))
+    values = [v for row in (*picture.expected, *picture.received) for v in row]
+    if all(float(v).is_integer() and abs(v) < 1e9 for v in values):
+        return lambda v: str(int(v))
+    pairs = [
+        (e, r)
+        for er, rr, dr in zip(picture.expected, picture.received, picture.differs, strict=False)
+        for e, r, d in zip(er, rr, dr, strict=False)
+        if d
+    ]
+    for digits in range(3, 9):
+        if all(f"{e:.{digits}g}" != f"{r:.{digits}g}" for e, r in pairs):
+            break
+    return lambda v, digits=digits: f"{v:.{digits}g}"
+
+
+def _picture_heading(picture: Picture) -> str:
+    where = f"case {picture.case}" + (f": {picture.label}" if picture.label else "")
+    return f"{picture.title}, {where}"
+
+
+def picture_lines(picture: Picture, *, color: bool = True) -> list[Text]:
+    """``picture`` as lines of text: a heading, then the expected map and the received one
+    side by side; differing cells are in brackets (and coloured when ``color``)."""
+    fmt = _formatter(picture)
+    cells = [[fmt(v) for v in row] for row in (*picture.expected, *picture.received)]
+    width = max((len(c) for row in cells for c in row), default=1) + 2
+    cols = max((len(row) for row in picture.expected), default=0)
+    grid = cols * width
+    lines = [
+        Text(_picture_heading(picture) + " (cells in [ ] differ)", style="bold" if color else ""),
+        Text("expected".ljust(grid) + "   " + "yours"),
+    ]
+    for e_row, r_row, d_row in zip(
+        picture.expected, picture.received, picture.differs, strict=False
+    ):
+        line = Text()
+        for side, row in (("expected", e_row), ("yours", r_row)):
+            if side == "yours":
+                line.append(" │ ")
+            for value, differs in zip(row, d_row, strict=False):
+                shown = f"[{fmt(value)}]" if differs else f" {fmt(value)} "
+                style = ""
+                if differs and color:
+                    style = "bold green" if side == "expected" else "bold red"
+                line.append(shown.rjust(width), style=style)
+        lines.append(line)
+    return lines
+
+
+def pictures_markdown(result: Result, *, image: str | None = None) -> list[str]:
+    """Markdown lines for ``result``'s pictures: one table per map, expected cells on the
+    left, received on the right, differing cells in bold; then ``image`` (a relative path to
+    :func:`picture_png`'s file) when given."""
+    lines: list[str] = []
+    for picture in result.pictures:
+        fmt = _formatter(picture)
+        cols = max((len(row) for row in picture.expected), default=0)
+        lines += [f"**{_picture_heading(picture)}** (differing cells in bold)", ""]
+        header = ["expected", *[""] * (cols - 1), "", "yours", *[""] * (cols - 1)]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---:"] * cols + ["---"] + ["---:"] * cols) + "|")
+        for e_row, r_row, d_row in zip(
+            picture.expected, picture.received, picture.differs, strict=False
+        ):
+            marked = [
+                [f"**{fmt(v)}**" if d else fmt(v) for v, d in zip(row, d_row, strict=False)]
+                for row in (e_row, r_row)
+            ]
+            lines.append("| " + " | ".join([*marked[0], "", *marked[1]]) + " |")
+        lines.append("")
+    if image:
+        lines += [f"![{result.name}: expected and yours, side by side]({image})", ""]
+    return lines
+
+
+def picture_png(result: Result) -> bytes | None:
+    """A PNG of ``result``'s pictures: each map's expected and received values side by side
+    on one colour scale, differing cells circled. ``None`` when there is nothing to draw.
+    Uses matplotlib's Agg backend (no display needed)."""
+    if not result.pictures:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    n = len(result.pictures)
+    fig = Figure(figsize=(6.4, 3.0 * n), dpi=100)
+    axes = fig.subplots(n, 2, squeeze=False)
+    for row, picture in enumerate(result.pictures):
+        expected = np.asarray(picture.expected, dtype=float)
+        received = np.asarray(picture.received, dtype=float)
+        finite = np.concatenate([expected.ravel(), received[np.isfinite(received)].ravel()])
+        lo, hi = float(finite.min()), float(finite.max())
+        differs = np.argwhere(np.asarray(picture.differs, dtype=bool))
+        for col, (title, data) in enumerate((("expected", expected), ("yours", received))):
+            ax = axes[row][col]
+            image = ax.imshow(data, cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1)
+            ax.set_title(f"{picture.title} — {title}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if len(differs):
+                ax.scatter(
+                    differs[:, 1],
+                    differs[:, 0],
+                    s=30,
+                    facecolors="none",
+                    edgecolors="red",
+                    linewidths=1.0,
+                )
+        fig.colorbar(image, ax=axes[row].tolist(), shrink=0.8)
+    fig.suptitle(
+        f"{result.name}, case {result.pictures[0].case}: expected and yours "
+        "(red circles: cells that differ)",
+        fontsize=10,
+    )
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_picture_files(folder: str | os.PathLike[str], results) -> dict[str, str]:
+    """Write :func:`picture_png` of every result of :data:`PNG_EXERCISES` that has pictures
+    into ``folder`` (``<exercise>.png``, atomically); returns ``{exercise: "folder/file"}``,
+    paths relative to ``folder``'s parent (where the feedback Markdown lives)."""
+    folder = Path(folder)
+    written: dict[str, str] = {}
+    for r in results:
+        if r.name not in PNG_EXERCISES or r.passed:
+            continue
+        data = picture_png(r)
+        if data is None:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{r.name}.png"
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        written[r.name] = f"{folder.name}/{target.name}"
+    return written
+
+
 def print_table(
-    result: SubmissionResult, *, console: Console | None = None, path: str | None = None
+    result: SubmissionResult,
+    *,
+    console: Console | None = None,
+    path: str | None = None,
+    pictures: bool = True,
 ) -> None:
-    """Print the table (exercise, status, score, feedback), the total and the seed."""
+    """Print the table (exercise, status, score, feedback), then, for each exercise that
+    failed with a small map, that map expected and received side by side, and the total and
+    the seed."""
     console = console or Console()
     if not result.exercises:
         console.print("No exercises were graded.")
     else:
         console.print(_table(result))
+    if pictures:
+        color = console.color_system is not None
+        for r in result.exercises:
+            if r.passed or not r.pictures:
+                continue
+            console.print()
+            console.print(Text(f"{r.name}:", style="bold" if color else ""))
+            for line in picture_lines(r.pictures[0], color=color):
+                console.print(line, highlight=False, soft_wrap=True)
+        console.print()
     for line in summary_lines(result, path=path):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 

@@ -1082,14 +1082,18 @@ def feedback_owner(path: Path) -> tuple[str, str] | None:
     return None
 
 
-def feedback_markdown(row: GradedSubmission) -> str:
+def feedback_markdown(row: GradedSubmission, images: dict[str, str] | None = None) -> str:
     """One student's feedback as Markdown: total, a table of exercises, then each
-    exercise's feedback and the output the code printed.
+    exercise's feedback, its pictures (expected next to received, ``images``: PNGs by
+    exercise) and the output the code printed.
 
     Everything that comes from the student (id, error messages, printed output) is escaped
     (:func:`grader.sanitize.md_text`) or fenced (:func:`grader.sanitize.md_code_block`), and the
     seed is never named: with it the student could regenerate their problem set's solutions.
+    The pictures hold only the grader's numbers and case labels.
     """
+    from grader.render import pictures_markdown
+
     total = "not available (grader error)" if row.score is None else f"{row.score:g}"
     lines = [
         _owner_line(row),
@@ -1117,6 +1121,7 @@ def feedback_markdown(row: GradedSubmission) -> str:
             continue
         feedback = md_text(r.feedback) if r.feedback else "(no feedback)"
         lines += [f"## {md_text(r.name)} — {r.status.value}", "", feedback, ""]
+        lines += pictures_markdown(r, image=(images or {}).get(r.name))
         if r.output:
             text = truncate(clean_text(r.output), FEEDBACK_OUTPUT_CHARS)
             lines += ["Your code printed:", "", md_code_block(text), ""]
@@ -1155,8 +1160,13 @@ def feedback_path(feedback_dir: Path, row: GradedSubmission) -> Path:
 
 def write_feedback(feedback_dir: Path, row: GradedSubmission) -> Path:
     """Write ``feedback_dir/<assignment>/<student>.md`` atomically (never over another
-    student's file: see :func:`feedback_path`)."""
-    return write_atomic(feedback_path(feedback_dir, row), feedback_markdown(row))
+    student's file: see :func:`feedback_path`), with the saliency maps as PNGs in
+    ``<assignment>/<student>/`` beside it (:func:`grader.render.write_picture_files`)."""
+    from grader.render import write_picture_files
+
+    path = feedback_path(feedback_dir, row)
+    images = write_picture_files(path.with_suffix(""), row.results)
+    return write_atomic(path, feedback_markdown(row, images))
 
 
 def feedback_index(feedback_dir: Path, rows: Iterable[GradedSubmission]) -> list[Path]:

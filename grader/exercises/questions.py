@@ -309,14 +309,16 @@ def _distinct(
     reference: Callable[[Case], Outputs],
     mistakes: tuple[Mistake, ...],
 ) -> Callable[[np.random.Generator], list[Case]]:
-    """``draw``, redrawn until every known mistake gives another answer than the right one,
-    so that a wrong answer is always recognised and named."""
+    """``draw``, redrawn until the right answer and every known mistake's answer are all
+    different, so that a wrong answer is always recognised and named, and never confused with
+    another known mistake (a question has one case: it must tell every mistake apart)."""
 
     def make_cases(rng: np.random.Generator) -> list[Case]:
         for _ in range(1000):
             cases = draw(rng)
-            answer = int(reference(cases[0])[OUTPUT])
-            if all(int(m.produce(cases[0])[OUTPUT]) != answer for m in mistakes):
+            answers = [int(reference(cases[0])[OUTPUT])]
+            answers += [int(m.produce(cases[0])[OUTPUT]) for m in mistakes]
+            if len(set(answers)) == len(answers):
                 return cases
         raise RuntimeError("no case where every known mistake differs; widen the ranges")
 
@@ -422,6 +424,12 @@ OUTPUT_SIZE = _question(
             "the padding is missing: the padded input is n + 2p pixels wide",
             _formula(lambda c: (c["n_in"] - c["kernel_size"]) // c["stride"] + 1),
         ),
+        Mistake(
+            "plus_one_forgotten",
+            "the + 1 is missing: floor((n + 2p - k) / s) counts the strides between window "
+            "positions; the first window adds one more output",
+            _formula(lambda c: (c["n_in"] + 2 * c["padding"] - c["kernel_size"]) // c["stride"]),
+        ),
     ),
 )
 
@@ -449,6 +457,17 @@ DILATED_OUTPUT_SIZE = _question(
                 lambda c: (
                     (c["n_in"] + 2 * c["padding"] - c["dilation"] * c["kernel_size"]) // c["stride"]
                     + 1
+                )
+            ),
+        ),
+        Mistake(
+            "plus_one_forgotten",
+            "the + 1 is missing: floor((n + 2p - d(k - 1) - 1) / s) counts the strides between "
+            "window positions; the first window adds one more output",
+            _formula(
+                lambda c: (
+                    (c["n_in"] + 2 * c["padding"] - c["dilation"] * (c["kernel_size"] - 1) - 1)
+                    // c["stride"]
                 )
             ),
         ),

@@ -17,7 +17,8 @@ registers only the shipped commands, and ``grader/__main__.py`` (bundle only) ma
 
 Hidden grading uses the student's seed (``cnnlab grade --student ID``) or another seed, never
 the public one, so a submission that looks its answers up in ``cases/`` fails it. The numeric
-questions have no public cases: they would give the answers away.
+questions have no public cases (they would give the answers away): ``cases/answers.json``
+holds salted slow hashes of their answers instead (``public_cases.save_answer_checks``).
 """
 
 from __future__ import annotations
@@ -264,6 +265,12 @@ def write_bundle(
                 + "; ".join(f"{r.name}: {r.feedback}" for r in failed)
             )
         public_cases.save_prepared(staging / CASES_DIR, prepared, seed=shown)
+        asked = engine.prepare_all([s for s in specs if "question" in s.tags], seed)
+        public_cases.save_answer_checks(
+            staging / CASES_DIR,
+            [q for q in asked if isinstance(q, engine.PreparedExercise)],
+            problem_seed=seed,
+        )
         written += sorted(
             p.relative_to(staging).as_posix() for p in (staging / CASES_DIR).rglob("*")
         )

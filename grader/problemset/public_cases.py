@@ -9,23 +9,33 @@ atomically (the ``.npz`` files first, the manifest last, so a folder with a mani
 complete) and read back strictly (``allow_pickle=False``, numeric and string arrays only).
 
 Public cases are for practice: hidden grading draws fresh cases from a per-student seed.
+
+The numeric questions have no public cases (they would give the answers away); their answers
+are saved as salted slow hashes instead (``answers.json``, :func:`save_answer_checks`), which
+check an answer without revealing it (:mod:`grader.answers`, docs/students.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from grader import answers
 from grader.engine import PreparedCase, PreparedExercise
 from grader.errors import ConfigError
 from grader.sandbox.caseio import BadArrayFile, decode_case, encode_case, load_npz_strict, save_npz
 
 FORMAT = "cnnlab-public-cases/1"
 MANIFEST = "manifest.json"
+ANSWERS = "answers.json"
+ANSWERS_FORMAT = "cnnlab-answer-checks/1"
 _FIELDS = (
     "name",
     "number",
@@ -40,6 +50,7 @@ _FIELDS = (
     "timeout_s",
     "mistake_messages",
     "postprocess",
+    "explain",
 )
 
 
@@ -133,7 +144,7 @@ def load_prepared(directory: str | os.PathLike[str]) -> tuple[int, list[Prepared
                         hidden=decode_case(hidden) if hidden else {},
                     )
                 )
-            fields = {f: entry[f] for f in _FIELDS}
+            fields = {f: entry.get(f) for f in _FIELDS}
             prepared.append(PreparedExercise(**fields, cases=tuple(cases)))
     except BadArrayFile as exc:
         raise ConfigError(
@@ -144,4 +155,113 @@ def load_prepared(directory: str | os.PathLike[str]) -> tuple[int, list[Prepared
             f"the check cases in {str(directory)!r} are unreadable ({type(exc).__name__}: {exc}); "
             f"{fix}"
         ) from exc
+    if (directory / ANSWERS).is_file():
+        prepared += load_answer_checks(directory)
     return seed, prepared
+
+
+# ----------------------------------------------------------------------------- hashed answers
+
+
+def _salt(problem_seed: int, name: str) -> bytes:
+    """A salt per question and problem set (not secret; it only makes every digest unique,
+    so that one table of precomputed digests serves no two questions)."""
+    return hashlib.sha256(f"cnnlab-answer-salt\0{problem_seed}\0{name}".encode()).digest()[:16]
+
+
+def save_answer_checks(
+    directory: str | os.PathLike[str],
+    questions: list[PreparedExercise],
+    *,
+    problem_seed: int,
+    cost: dict[str, int] | None = None,
+) -> Path:
+    """Write ``answers.json``: for each numeric question (prepared with the problem seed), the
+    scrypt digest of its answer and of each known mistake's answer, never the numbers.
+
+    Args:
+        directory: the bundle's cases folder.
+        questions: the prepared questions (one case each, output ``answer``).
+        problem_seed: the seed the questions' numbers come from (salts are derived from it).
+        cost: scrypt's ``n``, ``r``, ``p`` (default :data:`grader.answers.DEFAULT_COST`).
+
+    Returns:
+        The path written (atomically).
+    """
+    cost = dict(cost or answers.DEFAULT_COST)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for q in questions:
+        (case,) = q.cases
+        answer = case.expected["answer"]
+        integer = answer.dtype.kind in "iu"
+        value = int(answer) if integer else float(answer)
+        quantum = None if integer else answers.float_quantum(value)
+        salt = _salt(problem_seed, q.name)
+        mistakes = []
+        for slug, outputs in case.mistakes.items():
+            wrong = outputs["answer"]
+            text = answers.reference_text(int(wrong) if integer else float(wrong), quantum)
+            mistakes.append([slug, answers.digest(text, salt, cost)])
+        entry = {f: getattr(q, f) for f in _FIELDS if f != "postprocess"}
+        entry.update(
+            integer=integer,
+            quantum=quantum,
+            salt=salt.hex(),
+            digest=answers.digest(answers.reference_text(value, quantum), salt, cost),
+            mistakes=mistakes,
+        )
+        entries.append(entry)
+    document = {
+        "format": ANSWERS_FORMAT,
+        "kdf": answers.KDF,
+        "cost": cost,
+        "questions": entries,
+    }
+    path = directory / ANSWERS
+    _write_text_atomic(path, json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def load_answer_checks(directory: str | os.PathLike[str]) -> list[PreparedExercise]:
+    """The questions of ``answers.json`` as exercises graded by their digests (scorer
+    ``answer_check``): the child runs the student's function, the parent hashes its number.
+
+    Raises:
+        ConfigError: the file is damaged or of another format.
+    """
+    path = Path(directory) / ANSWERS
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format") != ANSWERS_FORMAT or document.get("kdf") != answers.KDF:
+            raise ValueError(f"unknown format {document.get('format')!r}")
+        cost = {k: int(document["cost"][k]) for k in ("n", "r", "p")}
+        out = []
+        for entry in document["questions"]:
+            mistakes = [(str(slug), str(d)) for slug, d in entry["mistakes"]]
+            hidden = {
+                "integer": bool(entry["integer"]),
+                "quantum": -1.0 if entry["quantum"] is None else float(entry["quantum"]),
+                "salt": str(entry["salt"]),
+                "digest": str(entry["digest"]),
+                "mistakes": mistakes,
+                "cost": cost,
+            }
+            case = PreparedCase(
+                inputs={},
+                expected={"answer": np.asarray(0, dtype=np.int64)},
+                mistakes={
+                    slug: {"answer": np.asarray(k, dtype=np.int64)}
+                    for k, (slug, _) in enumerate(mistakes, 1)
+                },
+                hidden=hidden,
+            )
+            fields = {f: entry[f] for f in _FIELDS if f != "postprocess"}
+            out.append(PreparedExercise(**fields, cases=(case,), postprocess="answer_check"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"the answer checks in {str(path)!r} are unreadable ({type(exc).__name__}: {exc}); "
+            "regenerate the bundle (`cnnlab release`) or download it again"
+        ) from exc
+    return out

@@ -119,12 +119,17 @@ def test_bundle_never_names_the_secret_or_the_problem_seed(tmp_path, monkeypatch
     assert str(manifest["seed"]) != hidden
 
 
-def test_public_cases_use_another_seed_and_skip_the_questions(released):
+def test_public_cases_use_another_seed_and_hash_the_questions(released):
     seed, prepared = public_cases.load_prepared(released / "cases")
     assert seed == bundle.public_seed(SEED) and seed != SEED
     names = {p.name for p in prepared}
-    assert names and not any(n.startswith("q") and n[1].isdigit() for n in names)
     assert "maxpool2d_backward" in names
+    questions = [p for p in prepared if "question" in registry.get(p.name).tags]
+    assert len(questions) == len([s for s in registry.all_specs() if "question" in s.tags])
+    for q in questions:  # graded by digests only: no answer is in the bundle
+        assert q.postprocess == "answer_check"
+        (case,) = q.cases
+        assert case.inputs == {} and set(case.hidden) >= {"salt", "digest", "mistakes"}
 
 
 @pytest.mark.slow
