@@ -443,7 +443,9 @@ def _signature(value: object) -> list[tuple[str, tuple[int, ...]]] | None:
 
 
 def _reference_signature(case: Any) -> list[tuple[str, tuple[int, ...]]]:
-    return [(str(k), tuple(np.shape(v))) for k, v in case.inputs["state"]]
+    from grader.sandbox.harness_torch import unpack_state
+
+    return [(k, tuple(v.shape)) for k, v in unpack_state(case.inputs["state"])]
 
 
 def block(received: Mapping[str, object], case: Any) -> tuple[Mapping[str, object], str | None]:
@@ -559,8 +561,8 @@ def explain_module_flags(
 ) -> str:
     """Per-module and per-parameter flags (``freeze``): name the module or the parameter."""
     if failing == "training":
-        names = list(case.hidden.get("module_names", ()))
-        classes = list(case.hidden.get("module_classes", ()))
+        names = [str(n) for n in case.hidden.get("module_names", ())]
+        classes = [str(c) for c in case.hidden.get("module_classes", ())]
         got = received["training"]
         parts = []
         for i in _differing(case, received, "training")[:2]:
@@ -579,7 +581,7 @@ def explain_module_flags(
                 f"module's mode as it was ({problem})"
             )
     if failing == "requires_grad":
-        names = list(case.hidden.get("parameter_names", ()))
+        names = [str(n) for n in case.hidden.get("parameter_names", ())]
         got = received["requires_grad"]
         parts = []
         for i in _differing(case, received, "requires_grad")[:3]:

@@ -29,7 +29,12 @@ from torch import nn
 from cnnref import architectures
 from grader.exercises._common import case
 from grader.registry import Case, ExerciseSpec, Mistake, Outputs, register
-from grader.sandbox.harness_torch import BLOCK_VALUES, block_outputs, single_threaded
+from grader.sandbox.harness_torch import (
+    BLOCK_VALUES,
+    block_outputs,
+    pack_state,
+    single_threaded,
+)
 
 TORCH = frozenset({"torch"})
 #: What a block's outputs are compared on, in this order (the first difference is shown).
@@ -44,8 +49,9 @@ def _x(rng: np.random.Generator, n: int, c: int, h: int, w: int) -> np.ndarray:
 
 
 @single_threaded
-def _reference_state(make: Callable[[], nn.Module], seed: int) -> tuple:
-    """The reference block's state dict as ``((name, array), ...)`` in registration order.
+def _reference_state(make: Callable[[], nn.Module], seed: int) -> dict[str, np.ndarray]:
+    """The reference block's state dict in registration order, packed into four arrays
+    (:func:`grader.sandbox.harness_torch.pack_state`).
 
     Weights come from torch's initialisation under ``seed``; BatchNorm layers get affine
     parameters and running statistics away from their defaults (1, 0, 0, 1), so that a
@@ -62,7 +68,7 @@ def _reference_state(make: Callable[[], nn.Module], seed: int) -> tuple:
                     m.running_mean.normal_(0.0, 0.5)
                     m.running_var.uniform_(0.5, 2.0)
                     m.num_batches_tracked.fill_(100)
-    return tuple((k, v.detach().numpy().copy()) for k, v in module.state_dict().items())
+    return pack_state([(k, v.detach().numpy().copy()) for k, v in module.state_dict().items()])
 
 
 def _block_case(

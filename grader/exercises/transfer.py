@@ -102,9 +102,9 @@ def _freeze_context(c: Case) -> dict:
     model = _build(c)
     modules = list(model.named_modules())
     return {
-        "module_names": tuple(name for name, _ in modules),
-        "module_classes": tuple(type(m).__name__ for _, m in modules),
-        "parameter_names": tuple(name for name, _ in model.named_parameters()),
+        "module_names": np.array([name for name, _ in modules], dtype=str),
+        "module_classes": np.array([type(m).__name__ for _, m in modules], dtype=str),
+        "parameter_names": np.array([name for name, _ in model.named_parameters()], dtype=str),
     }
 
 

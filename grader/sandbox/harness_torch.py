@@ -409,18 +409,56 @@ def match_state(reference: Signature, module: Signature) -> StateMatch:
     return StateMatch("partial", pairs)
 
 
+def pack_state(items: Sequence[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A state dict's ``[(name, array), ...]`` as four plain arrays (few arrays to carry):
+    ``names`` and ``dtypes`` (strings), ``shapes`` (``(k, 1 + max ndim)`` ints: ndim, then the
+    dimensions, padded with 0) and ``values`` (every entry flattened, as float64; integer
+    entries such as ``num_batches_tracked`` are small and exact in float64)."""
+    arrays = [np.asarray(v) for _, v in items]
+    width = 1 + max((a.ndim for a in arrays), default=0)
+    shapes = np.zeros((len(arrays), width), dtype=np.int64)
+    for i, a in enumerate(arrays):
+        shapes[i, 0] = a.ndim
+        shapes[i, 1 : 1 + a.ndim] = a.shape
+    values = [a.astype(np.float64).ravel() for a in arrays]
+    return {
+        "names": np.array([str(k) for k, _ in items], dtype=str),
+        "dtypes": np.array([a.dtype.str for a in arrays], dtype=str),
+        "shapes": shapes,
+        "values": np.concatenate(values) if values else np.zeros(0),
+    }
+
+
+def unpack_state(packed: Mapping[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """The ``[(name, array), ...]`` that :func:`pack_state` packed, in order."""
+    out, start = [], 0
+    values = np.asarray(packed["values"], dtype=np.float64)
+    for name, dtype, row in zip(
+        np.asarray(packed["names"]).tolist(),
+        np.asarray(packed["dtypes"]).tolist(),
+        np.asarray(packed["shapes"]).tolist(),
+        strict=True,
+    ):
+        shape = tuple(int(n) for n in row[1 : 1 + int(row[0])])
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append((str(name), values[start : start + size].reshape(shape).astype(dtype)))
+        start += size
+    return out
+
+
 def state_signature(module) -> list[tuple[str, tuple[int, ...]]]:
     """``[(name, shape), ...]`` of ``module.state_dict()``, in registration order."""
     return [(k, tuple(int(n) for n in v.shape)) for k, v in module.state_dict().items()]
 
 
-def load_reference_state(module, state: Sequence[tuple[str, np.ndarray]]) -> StateMatch:
+def load_reference_state(module, state: Mapping[str, np.ndarray]) -> StateMatch:
     """Copy the reference's state-dict entries into ``module`` (see :func:`match_state`).
 
     Args:
         module: the student's (or a known mistake's) block.
-        state: ``[(name, array), ...]`` of the reference block, in its registration order
-            (torchvision's names: ``conv1.weight``, ``bn1.running_mean``, ``downsample.0.weight``).
+        state: the reference block's state dict packed by :func:`pack_state`, in its
+            registration order (torchvision's names: ``conv1.weight``, ``bn1.running_mean``,
+            ``downsample.0.weight``).
 
     Returns:
         The :class:`StateMatch` used. Every parameter of ``module`` that received nothing is
@@ -430,7 +468,7 @@ def load_reference_state(module, state: Sequence[tuple[str, np.ndarray]]) -> Sta
     import torch
 
     target = module.state_dict()
-    arrays = {str(k): np.asarray(v) for k, v in state}
+    arrays = dict(unpack_state(state))
     found = match_state([(k, v.shape) for k, v in arrays.items()], state_signature(module))
     with torch.no_grad():
         if found.by == "partial":

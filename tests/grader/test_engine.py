@@ -104,9 +104,7 @@ def test_mistake_not_named_when_a_passed_case_would_have_shown_it():
     r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([2, 4, 2]), _ok([1, 2, 2])))
     assert r.mistake == "doubled" and "Known mistake: everything doubled" in r.feedback
     # the same two failures, but now the passed third case would have shown the mistake
-    ex = _exercise(
-        mistakes=lambda i: {"doubled": {"out": 2 * np.array([1.0, 2.0, float(i)])}}
-    )
+    ex = _exercise(mistakes=lambda i: {"doubled": {"out": 2 * np.array([1.0, 2.0, float(i)])}})
     r = engine.evaluate(ex, _run(_ok([2, 4, 0]), _ok([2, 4, 2]), _ok([1, 2, 2])))
     assert r.mistake is None and "Known mistake" not in r.feedback
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from grader import engine, registry
 from grader.results import Status
 from grader.sandbox.harness import text_array
+from grader.sandbox.harness_torch import unpack_state
 from grader.sandbox.runner import CaseOutcome, RunOutcome
 
 SEEDS = (0, 1, 2026)
@@ -34,7 +34,7 @@ def _student_with(prepared: engine.PreparedExercise, slug: str) -> RunOutcome:
             # a block whose forward pass raised returns its error instead of values
             outputs = dict(produced) if error is not None and error.size else outputs | produced
         if "state" in case.inputs:  # a block reports its entries' names (the reference's here)
-            names = [(k, list(np.shape(v))) for k, v in case.inputs["state"]]
+            names = [(k, list(v.shape)) for k, v in unpack_state(case.inputs["state"])]
             outputs["state_names"] = text_array(json.dumps(names), 16000)
         outcomes.append(CaseOutcome(status="ok", outputs=outputs, message=""))
     return RunOutcome(cases=tuple(outcomes), output="", wall_s=0.0)

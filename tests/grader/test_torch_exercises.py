@@ -146,7 +146,16 @@ def test_block_expected_counts_follow_the_docstring_formulas(prepared):
         assert int(c.expected["num_params"]) == count
     for c in prepared["DenseBlock"].cases:
         a = c.inputs["args"]
-        assert c.expected["out_shape"][1] == a["in_channels"] + a["num_layers"] * a["growth_rate"]
+        channels = a["in_channels"] + a["num_layers"] * a["growth_rate"]
+        assert c.expected["out_eval"].shape[1] == c.expected["out_train"].shape[1] == channels
+
+
+def test_public_cases_of_every_torch_exercise_fit_their_files(tmp_path, prepared):
+    from grader.problemset import public_cases
+
+    public_cases.save_prepared(tmp_path, list(prepared.values()), seed=SEED)
+    _, loaded = public_cases.load_prepared(tmp_path)  # refuses a file of too many arrays
+    assert [p.name for p in loaded] == list(prepared)
 
 
 def test_the_reference_passes_every_torch_exercise(tmp_path, prepared):
@@ -219,7 +228,11 @@ def test_broken_submissions_fail_with_readable_feedback(tmp_path, prepared):
     assert "saliency[" in saliency.feedback and "expected" in saliency.feedback
     assert groups.status == Status.ERROR
     assert "mixes the parameters of groups" in groups.feedback
-    assert vgg.status == Status.FAILED and "num_params: expected" in vgg.feedback
+    # the forward pass raises (the conv expects out_channels inputs): the real error is shown,
+    # with its place, not a shape of -1
+    assert vgg.status == Status.ERROR, vgg.feedback
+    assert "the forward pass raised RuntimeError" in vgg.feedback
+    assert "channels" in vgg.feedback and "-1" not in vgg.feedback
 
 
 def _fine_tune_folder(tmp: Path, body: str) -> Path:
