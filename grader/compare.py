@@ -25,6 +25,7 @@ Everything here is data in, data out: no student code runs in the parent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -543,6 +544,10 @@ POSTPROCESS = {
 # received, function, rtol, atol) -> str``, where ``failing`` names the first wrong output.
 
 
+#: Modules whose training/eval mode changes what they compute.
+_MODE_MATTERS = re.compile(r"Norm|Dropout")
+
+
 def _differing(case: Any, received: Mapping[str, object], name: str) -> list[int]:
     exp, got = case.expected.get(name), received.get(name)
     if type(got) is not np.ndarray or exp is None or got.shape != exp.shape or exp.ndim != 1:
@@ -564,21 +569,24 @@ def explain_module_flags(
         names = [str(n) for n in case.hidden.get("module_names", ())]
         classes = [str(c) for c in case.hidden.get("module_classes", ())]
         got = received["training"]
+        differing = [i for i in _differing(case, received, "training") if i < len(names)]
+        # the modules whose mode changes what they compute come first
+        differing.sort(key=lambda i: (not _MODE_MATTERS.search(classes[i]), i))
         parts = []
-        for i in _differing(case, received, "training")[:2]:
-            if i >= len(names):
-                continue
+        for i in differing[:2]:
             where = f"at {names[i]}" if names[i] else "(the model itself)"
             now = "training" if int(got[i]) else "eval"
             was = "eval" if int(got[i]) else "training"
             parts.append(
-                f"the {classes[i]} {where} is in {now} mode after {function}, but was "
-                f"in {was} mode before"
+                f"the {classes[i]} {where} is in {now} mode after {function}, but was in "
+                f"{was} mode before"
             )
         if parts:
+            more = len(differing) - len(parts)
+            others = f" (and {more} other module(s))" if more > 0 else ""
             return (
-                f"{'; '.join(parts)}: {function} only sets requires_grad and leaves every "
-                f"module's mode as it was ({problem})"
+                f"{'; '.join(parts)}{others}: {function} only sets requires_grad and leaves "
+                f"every module's mode as it was ({problem})"
             )
     if failing == "requires_grad":
         names = [str(n) for n in case.hidden.get("parameter_names", ())]
