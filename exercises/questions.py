@@ -20,8 +20,8 @@ def q1_conv_layer_params() -> int:
 def q2_output_size() -> int:
     """Question 9.2 (1 point): output size of a strided convolution.
 
-    A convolution with a 5x5 kernel, stride 2 and zero padding 3 on each side is applied to
-    a 44x44 input. How many pixels wide is its output?
+    A convolution with a 7x7 kernel, stride 2 and zero padding 4 on each side is applied to
+    a 40x40 input. How many pixels wide is its output?
     """
     raise NotImplementedError("Exercise 9.2: q2_output_size")
 
@@ -29,8 +29,8 @@ def q2_output_size() -> int:
 def q3_dilated_output_size() -> int:
     """Question 9.3 (1 point): output size of a dilated convolution.
 
-    A dilated convolution with a 3x3 kernel, dilation 3, stride 2 and zero padding 2 on each
-    side is applied to a 33x33 input. How many pixels wide is its output?
+    A dilated convolution with a 5x5 kernel, dilation 4, stride 1 and zero padding 2 on each
+    side is applied to a 41x41 input. How many pixels wide is its output?
     """
     raise NotImplementedError("Exercise 9.3: q3_dilated_output_size")
 
@@ -38,9 +38,9 @@ def q3_dilated_output_size() -> int:
 def q4_receptive_field() -> int:
     """Question 9.4 (1 point): receptive field of a small stack.
 
-    A 64x64 image goes through, in order, without padding: a convolution with a 3x3 kernel
-    (stride 1); a convolution with a 3x3 kernel and stride 1; a 2x2 max-pool with stride 2;
-    a convolution with a 5x5 kernel and dilation 2 (stride 1). How many input pixels wide is
+    A 64x64 image goes through, in order, without padding: a convolution with a 7x7 kernel
+    (stride 1); a convolution with a 5x5 kernel and stride 1; a 2x2 max-pool with stride 2;
+    a convolution with a 5x5 kernel and dilation 3 (stride 1). How many input pixels wide is
     the receptive field of one unit of the last layer?
     """
     raise NotImplementedError("Exercise 9.4: q4_receptive_field")

@@ -12,7 +12,10 @@ checks, in order, for every named output:
 3. **shape**, exactly — a wrong shape that would broadcast is still wrong;
 4. **finiteness**: a NaN or an infinity anywhere fails, naming its index;
 5. **values**: integers must be equal; floats must satisfy
-   ``|received - expected| <= atol + rtol * |expected|`` everywhere. On failure the message
+   ``|received - expected| <= atol + rtol * |expected|`` everywhere. A ``float32`` answer
+   computed in float32 loses digits where a sum cancels (a value near 0 made of terms near
+   1), so for it ``rtol`` is at least :data:`FLOAT32_RTOL` and ``atol`` at least
+   ``FLOAT32_RTOL`` times the largest ``|expected|`` of that output. On failure the message
    names the output, the worst index (largest excess over the tolerance), the expected and the
    received value, and how many values differ:
    ``"dx[0, 2, 1, 3]: expected 4.0, got 1.0 (12 of 96 values differ)"``.
@@ -44,6 +47,7 @@ __all__ = [
     "format_value",
     "outputs_match",
     "pictures",
+    "tolerances",
 ]
 
 #: Largest map (cells per side) kept as a picture: about what a reader takes in at a glance
@@ -51,6 +55,21 @@ __all__ = [
 PICTURE_SIDE = 10
 #: At most this many maps of one output are kept per result.
 PICTURE_MAPS = 4
+#: Relative tolerance a float32 answer always gets (float32 keeps about 7 digits; sums of a
+#: few hundred terms lose one or two of them).
+FLOAT32_RTOL = 1e-5
+
+
+def tolerances(
+    expected: np.ndarray, received: np.ndarray, *, rtol: float, atol: float
+) -> tuple[float, float]:
+    """The ``(rtol, atol)`` a received array is held to: the exercise's own, widened for a
+    ``float32`` (or narrower) float answer to what float32 arithmetic can reach."""
+    if received.dtype.kind == "f" and received.dtype.itemsize <= 4 and expected.size:
+        finite = expected[np.isfinite(expected)] if expected.dtype.kind == "f" else expected
+        scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+        return max(rtol, FLOAT32_RTOL), max(atol, FLOAT32_RTOL * scale)
+    return rtol, atol
 
 
 def format_index(name: str, index: tuple[int, ...]) -> str:
@@ -141,6 +160,7 @@ def check_output(
             return None
         idx = tuple(int(i) for i in np.argwhere(wrong)[0])
     else:
+        rtol, atol = tolerances(expected, received, rtol=rtol, atol=atol)
         exp = expected.astype(np.float64)
         rec = received.astype(np.float64)
         excess = np.abs(rec - exp) - (atol + rtol * np.abs(exp))
@@ -196,6 +216,7 @@ def _excess(expected: np.ndarray, received: np.ndarray, rtol: float, atol: float
     """How far each received value is outside the tolerance (> 0 means it differs)."""
     if expected.dtype.kind in "iub" and received.dtype.kind in "iub":
         return (received != expected).astype(np.float64)
+    rtol, atol = tolerances(expected, received, rtol=rtol, atol=atol)
     exp = expected.astype(np.float64)
     rec = received.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -295,8 +316,9 @@ def outputs_match(
             return False
         if x.dtype.kind == "f" or y.dtype.kind == "f":
             xf, yf = x.astype(np.float64), y.astype(np.float64)
+            r, a = tolerances(x, y, rtol=rtol, atol=atol)
             if not np.all(np.isfinite(yf)) or not np.allclose(
-                yf, xf, rtol=rtol, atol=atol, equal_nan=False
+                yf, xf, rtol=r, atol=a, equal_nan=False
             ):
                 return False
         elif not np.array_equal(x, y):

