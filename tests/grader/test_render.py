@@ -100,3 +100,98 @@ def test_bad_report_paths_are_refused_and_nothing_is_clobbered(tmp_path):
     with pytest.raises(ConfigError, match="cannot write"):
         render.write_report(blocker / "out.json", "x")
     assert blocker.read_text() == "keep me"
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def _picture_result(name: str = "maxpool2d_backward") -> Result:
+    from grader.results import Picture
+
+    expected = ((0, 0, 4, 0, 0), (2, 0, 0, 0, 0), (0, 0, 6, 0, 0), (0, 0, 0, 0, 0), (0, 8, 0, 0, 1))
+    received = ((0, 0, 1, 0, 0), (1, 0, 0, 0, 0), (0, 0, 2, 0, 0), (0, 0, 0, 0, 0), (0, 2, 0, 0, 1))
+    differs = tuple(
+        tuple(e != r for e, r in zip(er, rr, strict=True))
+        for er, rr in zip(expected, received, strict=True)
+    )
+    picture = Picture(
+        output="dx",
+        index=(0, 0),
+        case=1,
+        label="the lecture's 5x5 example",
+        expected=tuple(tuple(float(v) for v in row) for row in expected),
+        received=tuple(tuple(float(v) for v in row) for row in received),
+        differs=differs,
+    )
+    return Result(
+        name, 2.4, 4.0, Status.FAILED, "dx[0, 0, 4, 1]: expected 8.0", pictures=(picture,)
+    )
+
+
+def test_pictures_survive_json_and_are_drawn_after_the_table():
+    result = _picture_result()
+    again = Result.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+    text = render.table_text(SubmissionResult(seed=1, exercises=(result,)), width=120)
+    table_end = text.index("└")
+    drawn = text[table_end:]
+    assert "dx[0, 0], case 1: the lecture's 5x5 example (cells in [ ] differ)" in drawn
+    rows = [line for line in drawn.splitlines() if "│" in line]
+    assert rows[0].split("│")[0].split() == ["0", "0", "[4]", "0", "0"]
+    assert rows[0].split("│")[1].split() == ["0", "0", "[1]", "0", "0"]
+    assert rows[4].split("│")[1].split() == ["0", "[2]", "0", "0", "1"]  # 1 is right: no mark
+
+
+def test_pictures_in_markdown_mark_the_differing_cells_in_bold():
+    lines = render.pictures_markdown(_picture_result(), image="alice/x.png")
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1] == "| 0 | 0 | **4** | 0 | 0 |  | 0 | 0 | **1** | 0 | 0 |"
+    assert "![maxpool2d_backward: expected and yours, side by side](alice/x.png)" in lines
+
+
+def test_float_cells_show_enough_digits_to_differ():
+    from grader.results import Picture
+
+    picture = Picture(
+        "out", (), 2, "", ((0.12345678, 1.0),), ((0.12349999, 1.0),), ((True, False),)
+    )
+    (row,) = [line for line in render.picture_lines(picture, color=False) if "│" in line]
+    left, right = (side.split() for side in str(row).split("│"))
+    assert left[0] != right[0] and left[0].startswith("[0.1234") and right[0].startswith("[0.1235")
+
+
+def test_saliency_pictures_become_a_png_in_the_feedback_folder(tmp_path):
+    result = _picture_result("saliency_map")
+    written = render.write_picture_files(tmp_path / "alice", [result, _picture_result()])
+    assert written == {"saliency_map": "alice/saliency_map.png"}  # only image exercises
+    data = (tmp_path / "alice" / "saliency_map.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+    assert render.picture_png(Result("x", 0, 1, Status.FAILED, "no pictures")) is None
+
+
+def test_the_per_student_feedback_file_shows_pictures_and_links_the_saliency_png(tmp_path):
+    from grader.classroom.batch import feedback_path, write_feedback
+    from grader.classroom.gradebook import GRADED, GradedSubmission
+
+    row = GradedSubmission(
+        student="alice",
+        assignment="hw1",
+        status=GRADED,
+        score=4.8,
+        max_score=8.0,
+        seed=3,
+        source="alice/",
+        content_hash="h",
+        config_hash="c",
+        attempts=1,
+        wall_s=1.0,
+        message="",
+        graded_at="2026-01-01T00:00:00+00:00",
+        results=(_picture_result(), _picture_result("saliency_map")),
+    )
+    written = write_feedback(tmp_path, row)
+    assert written == feedback_path(tmp_path, row)
+    text = written.read_text()
+    assert "| 0 | 0 | **4** | 0 | 0 |  | 0 | 0 | **1** | 0 | 0 |" in text
+    assert "](alice/saliency_map.png)" in text
+    assert (written.parent / "alice" / "saliency_map.png").read_bytes()[:4] == b"\x89PNG"
