@@ -633,6 +633,59 @@ def explain_module_flags(
     return problem
 
 
+def explain_head(
+    problem: str,
+    *,
+    failing: str | None,
+    case: Any,
+    received: Mapping[str, object],
+    function: str,
+    **_: Any,
+) -> str:
+    """``replace_head``'s outputs in words: which head, which base parameter, which flag."""
+    head = "model.classifier[-1]" if str(case.inputs.get("head")) == "classifier" else "model.fc"
+    if failing == "head_shape":
+        got, exp = received.get("head_shape"), case.expected["head_shape"]
+        if type(got) is np.ndarray and got.shape == exp.shape:
+            return (
+                f"after {function} the head {head} maps {int(got[1])} features to "
+                f"{int(got[0])} classes, expected {int(exp[1])} to {int(exp[0])}: put a new "
+                f"nn.Linear(in_features, num_classes) in its place ({problem})"
+            )
+    if failing == "head_bias":
+        has = bool(int(np.asarray(received["head_bias"])))
+        return (
+            f"the new head {head} {'has' if has else 'has no'} bias, but the old one "
+            f"{'had none' if has else 'had one'}: keep bias=old.bias is not None ({problem})"
+        )
+    if failing == "head_trainable":
+        return (
+            f"the new head {head} does not learn: some of its parameters have "
+            f"requires_grad=False ({problem})"
+        )
+    if failing == "base_requires_grad":
+        names = [str(n) for n in case.hidden.get("base_parameter_names", ())]
+        got = received["base_requires_grad"]
+        parts = [
+            f"{names[i]} {'requires grad' if int(got[i]) else 'is frozen'} after {function}, "
+            f"but {'was frozen' if int(got[i]) else 'required grad'} before"
+            for i in _differing(case, received, "base_requires_grad")[:2]
+            if i < len(names)
+        ]
+        if parts:
+            return (
+                f"{'; '.join(parts)}: {function} changes only the head and leaves the base's "
+                f"requires_grad as it was ({problem})"
+            )
+    if failing == "base_kept":
+        return f"{function} changed weights of the base; it must replace the head only"
+    if failing == "returned_model":
+        return f"{function} must return the model it changed (end with return model)"
+    if failing == "logits_shape":
+        return f"after {function} the model's output has the wrong shape ({problem})"
+    return problem
+
+
 def explain_saliency_state(problem: str, *, failing: str | None, function: str, **_: Any) -> str:
     """The saliency map's side effects: the model's mode, and gradients left on parameters."""
     if failing == "mode_kept":
@@ -709,6 +762,7 @@ def explain_block(problem: str, *, case: Any, received: Mapping[str, object], **
 
 EXPLAIN = {
     "module_flags": explain_module_flags,
+    "replace_head": explain_head,
     "saliency_state": explain_saliency_state,
     "backward_cache": explain_backward_cache,
     "block": explain_block,

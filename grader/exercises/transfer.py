@@ -256,6 +256,12 @@ def _head_reference(c: Case) -> Outputs:
     return expected
 
 
+def _head_context(c: Case) -> dict:
+    """The base's parameter names, in the harness's order, for feedback."""
+    names = [f"features.{n}" for n, _ in _build(c).features.named_parameters()]
+    return {"base_parameter_names": np.array(names, dtype=str)}
+
+
 register(
     ExerciseSpec(
         name="replace_head",
@@ -269,6 +275,8 @@ register(
         reference=_head_reference,
         reference_function=transfer.replace_head,
         timeout_s=15.0,
+        context=_head_context,
+        explain="replace_head",
         mistakes=(
             Mistake(
                 "head_frozen_too",
