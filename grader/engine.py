@@ -405,7 +405,7 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
     if failures:
         first = failures[0]
         where = _case_where(first.index, total, first.case.label)
-        lead = "also wrong: " if raised else ""
+        lead = "Also wrong: " if raised else ""
         parts.append(f"{lead}{first.problem} ({where})")
         if first.runtime and runtime_status is None:
             runtime_status = Status.ERROR
@@ -764,7 +764,12 @@ class InProcessRunner:
         timeout_s: float | None = None,
     ) -> RunOutcome:
         """Run ``harness`` on every case in this process (no limits, no isolation)."""
-        from grader.sandbox.harness import HARNESSES, MissingFunction, import_harness_modules
+        from grader.sandbox.harness import (
+            HARNESSES,
+            MissingFunction,
+            describe_error,
+            import_harness_modules,
+        )
         from grader.sandbox.runner import CaseOutcome, RunOutcome
 
         if harness not in HARNESSES:
@@ -794,9 +799,8 @@ class InProcessRunner:
                     )
                 )
             except Exception as exc:
-                outcomes.append(
-                    CaseOutcome(
-                        status="error", outputs=None, message=f"{type(exc).__name__}: {exc}"
-                    )
-                )
+                what, at = describe_error(exc)  # where in the student's code, as the child does
+                kind, _, text = what.partition(": ")
+                message = f"{kind} in {at}: {text}" if at else what
+                outcomes.append(CaseOutcome(status="error", outputs=None, message=message))
         return RunOutcome(cases=tuple(outcomes), output="", wall_s=time.perf_counter() - started)

@@ -139,7 +139,7 @@ def test_a_case_that_raised_is_shown_with_its_place_even_after_a_wrong_case():
     assert r.feedback.startswith(
         "ValueError in f (layers.py, line 12): stride 3 is not supported (case 3 of 3: label 2)"
     )
-    assert "also wrong: out[1]: expected 2.0, got 5.0" in r.feedback
+    assert "Also wrong: out[1]: expected 2.0, got 5.0" in r.feedback
     assert "1 of 3 cases passed" in r.feedback
 
 

@@ -64,7 +64,7 @@ def test_the_case_that_raised_is_shown_with_its_file_and_line(box, tmp_path):
     ), result.feedback
     assert "stride 3" in result.feedback.split("(case ", 1)[1].split(")")[0]
     # ... and the wrong output of another case is still reported after it
-    assert "also wrong: out has shape" in result.feedback
+    assert "Also wrong: out has shape" in result.feedback
 
 
 def test_a_backward_misled_by_a_column_major_cache_is_told_to_check_the_cache(box, tmp_path):

@@ -282,11 +282,14 @@ def test_fine_tuning_keeps_held_out_labels_in_the_parent():
         assert case.hidden["test_labels"].shape == (case.inputs["test_images"].shape[0],)
     case = item.cases[0]
     labels = case.hidden["test_labels"]
-    perfect, problem = engine._postprocess(item, case, {"predictions": labels.copy()})
+    # what a good loop's harness sends back: the base as it was, no stale gradients
+    base = {f"state.{k}": v for k, v in case.inputs["weights"].items() if k.startswith("features.")}
+    clean = {**base, "stale_gradient_steps": np.asarray(0)}
+    perfect, problem = engine._postprocess(item, case, {**clean, "predictions": labels.copy()})
     assert problem is None
     assert float(perfect["accuracy_shortfall"]) == 0.0
     wrong = (labels + 1) % int(case.inputs["num_classes"])
-    scored, problem = engine._postprocess(item, case, {"predictions": wrong})
+    scored, problem = engine._postprocess(item, case, {**clean, "predictions": wrong})
     assert float(scored["accuracy_shortfall"]) == pytest.approx(0.85)
     assert "held-out accuracy 0.0% is below the target 85%" in problem
     # a float "accuracy" or a fake shortfall from the child is not accepted as predictions
@@ -296,13 +299,40 @@ def test_fine_tuning_keeps_held_out_labels_in_the_parent():
     assert "shape" in problem
 
 
+def test_fine_tuning_checks_the_frozen_base_and_stale_gradients_from_returned_data():
+    """The parent decides, from the state the child returns, that frozen parameters and the
+    BatchNorm running statistics are unchanged and that no gradient was carried over."""
+    item = engine.prepare(registry.get("fit"), SEED)
+    case = item.cases[0]
+    labels = case.hidden["test_labels"]
+    base = {f"state.{k}": v for k, v in case.inputs["weights"].items() if k.startswith("features.")}
+    good = {**base, "stale_gradient_steps": np.asarray(0), "predictions": labels.copy()}
+    stats = dict(good)
+    stats["state.features.2.running_mean"] = base["state.features.2.running_mean"] + 0.01
+    outputs, problem = engine._postprocess(item, case, stats)
+    assert int(outputs["running_statistics_kept"]) == 0
+    assert "the frozen base's BatchNorm1d at features.2 ran in training mode" in problem
+    trained = dict(good)
+    trained["state.features.1.weight"] = base["state.features.1.weight"] * 1.01
+    outputs, problem = engine._postprocess(item, case, trained)
+    assert int(outputs["frozen_parameters_kept"]) == 0
+    assert "the frozen base was trained: features.1.weight changed" in problem
+    outputs, problem = engine._postprocess(
+        item, case, {**good, "stale_gradient_steps": np.asarray(9)}
+    )
+    assert int(outputs["stale_gradient_steps"]) == 9 and "gradients piled up" in problem
+    # a child that does not send the base back cannot pass
+    _, problem = engine._postprocess(item, case, {"predictions": labels.copy()})
+    assert problem is not None and "did not come back" in problem
+
+
 def test_saved_public_cases_keep_hidden_data_out_of_the_inputs(tmp_path):
     from grader.problemset import public_cases
 
     item = engine.prepare(registry.get("fit"), SEED)
     public_cases.save_prepared(tmp_path, [item], seed=SEED)
     _, (loaded,) = public_cases.load_prepared(tmp_path)
-    assert loaded.postprocess == "accuracy_shortfall"
+    assert loaded.postprocess == "fine_tune"
     for a, b in zip(item.cases, loaded.cases, strict=True):
         assert "test_labels" not in b.inputs
         np.testing.assert_array_equal(a.hidden["test_labels"], b.hidden["test_labels"])
