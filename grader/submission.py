@@ -38,6 +38,9 @@ class Submission:
         files: module name -> the file it came from (for messages and tracebacks).
         cells: notebooks only: module name -> its code cells in order (already
             neutralised); the child executes them one by one.
+        data: folders only: the other regular files at the top of the folder (a data file
+            a module reads next to itself), name -> bytes; the sandbox copies them beside
+            the modules in the run's own folder, the only place the child can read them.
     """
 
     path: Path
@@ -45,6 +48,7 @@ class Submission:
     modules: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)
     cells: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    data: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def display_name(self, module: str) -> str:
         """What a message calls ``module``: its file name (``pooling.py``, ``hw.ipynb``)."""
@@ -81,6 +85,38 @@ def _read_source(path: Path) -> str:
         return importlib.util.decode_source(raw)
     except (SyntaxError, UnicodeDecodeError, LookupError):
         return raw.decode("utf-8", errors="replace")
+
+
+#: Data files copied with a folder submission: at most this many, each at most MAX_FILE_BYTES.
+MAX_DATA_FILES = 32
+
+
+def _read_data_files(folder: Path, skip: set[str]) -> dict[str, bytes]:
+    """Top-level regular files of ``folder`` besides the modules (links, FIFOs, devices and
+    hidden files are skipped; never followed, never blocked on)."""
+    import os
+    import stat
+
+    out: dict[str, bytes] = {}
+    total = 0
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name in skip or entry.name.startswith(".") or len(out) >= MAX_DATA_FILES:
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+                continue
+            if total + info.st_size > MAX_TOTAL_BYTES:
+                break
+            out[entry.name] = fh.read(MAX_FILE_BYTES)
+            total += len(out[entry.name])
+    return out
 
 
 def neutralise_magics(source: str) -> str:
@@ -183,7 +219,14 @@ def load_submission(path: str | Path) -> Submission:
             notebooks = sorted(p.name for p in path.glob("*.ipynb"))
             hint = f" (pass the notebook itself, e.g. {notebooks[0]!r})" if notebooks else ""
             raise SubmissionError(f"no .py files in folder {given!r}{hint}: {WHAT_TO_PASS}")
-        return Submission(path=path, kind="folder", modules=modules, files=files)
+        skip = {Path(f).name for f in files.values()}
+        return Submission(
+            path=path,
+            kind="folder",
+            modules=modules,
+            files=files,
+            data=_read_data_files(path, skip),
+        )
     if path.suffix == ".py":
         name = _module_name(path.stem) or "submission"
         return Submission(

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -200,42 +201,121 @@ class _suppress_oserror:
         return isinstance(exc, OSError)
 
 
+def open_regular(path: str | os.PathLike[str], max_bytes: int | None = None) -> tuple[Any, int]:
+    """``(binary file, size)`` for ``path`` if it is a regular file of at most ``max_bytes``.
+
+    Opened with ``O_NOFOLLOW|O_NONBLOCK`` (a symlink is refused, a FIFO cannot block) and
+    checked with ``fstat`` on the descriptor itself, so what is checked is what is read.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        BadArrayFile: a link, FIFO, device, folder, or a file over ``max_bytes``.
+    """
+    name = os.path.basename(os.fspath(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise BadArrayFile(f"{name} cannot be opened: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadArrayFile(f"{name} is not a regular file")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise BadArrayFile(f"{name} is {info.st_size} bytes, more than the {max_bytes} allowed")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """All of a regular file of at most ``max_bytes`` (see :func:`open_regular`)."""
+    fh, _size = open_regular(path, max_bytes)
+    with fh:
+        return fh.read(max_bytes + 1)[:max_bytes]
+
+
+def read_regular_prefix(path: str | os.PathLike[str], cap: int) -> tuple[bytes, int]:
+    """``(first cap bytes, size)`` of a regular file of any size (see :func:`open_regular`)."""
+    fh, size = open_regular(path)
+    with fh:
+        return fh.read(cap), size
+
+
+#: Compression methods an ``.npz`` member may use (``np.savez`` stores, ``savez_compressed``
+#: deflates); bz2 and lzma members are refused before anything is decompressed.
+ALLOWED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+#: Room for each member's ``.npy`` header on top of its data (bytes).
+NPY_HEADER_SLACK = 4096
+
+
 def load_npz_strict(
     path: str | os.PathLike[str],
     *,
     kinds: str = NUMERIC_KINDS,
     max_array_bytes: int = MAX_ARRAY_BYTES,
     max_file_bytes: int | None = None,
+    max_total_bytes: int | None = None,
+    max_members: int = MAX_MEMBERS,
 ) -> dict[str, np.ndarray]:
     """Read an untrusted ``.npz`` into ``{name: ndarray}``, refusing anything unusual.
 
-    Every member must be a ``.npy`` whose header declares a plain dtype of one of ``kinds``
-    (no objects, no structured or sub-array dtypes) and whose declared size matches the bytes
-    stored (checked *before* any data is allocated). Loaded with ``allow_pickle=False``.
+    The file must be a regular file (opened ``O_NOFOLLOW|O_NONBLOCK``, checked with
+    ``fstat``). From the zip directory alone, *before anything is decompressed*: at most
+    ``max_members`` members, each stored or deflated (no bz2/lzma), each declaring at most
+    ``max_array_bytes`` (+ header) and all together at most ``max_total_bytes`` (+ headers)
+    uncompressed. Decompression never goes past a member's declared size. Then every member
+    must be a ``.npy`` whose header declares a plain dtype of one of ``kinds`` (no objects, no
+    structured or sub-array dtypes) and whose declared size matches the bytes stored (checked
+    before any data is allocated). Loaded with ``allow_pickle=False``.
 
     Args:
         path: the file.
         kinds: accepted ``dtype.kind`` letters (``"biuf"``; the child also allows ``"U"``
             for the strings of an encoded case).
         max_array_bytes: refuse a member whose data is larger.
-        max_file_bytes: refuse a file larger than this (``None``: no limit).
+        max_file_bytes: refuse a file larger than this (default: what the bounds above allow).
+        max_total_bytes: refuse members that declare more than this in total (bytes of data);
+            the parent passes the size of the expected outputs plus slack.
+        max_members: refuse a file with more members.
 
     Raises:
         BadArrayFile: with a readable reason.
     """
     path = Path(path)
+    budget = max_array_bytes * max_members if max_total_bytes is None else max_total_bytes
+    if max_file_bytes is None:
+        max_file_bytes = budget + max_members * (NPY_HEADER_SLACK + 1024) + 65536
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise BadArrayFile(f"cannot read {path.name}: {exc.strerror}") from exc
-    if max_file_bytes is not None and size > max_file_bytes:
-        raise BadArrayFile(f"{path.name} is {size} bytes, more than the {max_file_bytes} allowed")
+        fh, _size = open_regular(path, max_file_bytes)
+    except FileNotFoundError as exc:
+        raise BadArrayFile(f"cannot read {path.name}: no such file") from exc
     out: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(path) as zf:
+        with fh, zipfile.ZipFile(fh) as zf:
             infos = zf.infolist()
-            if len(infos) > MAX_MEMBERS:
-                raise BadArrayFile(f"{path.name} holds {len(infos)} arrays (at most {MAX_MEMBERS})")
+            if len(infos) > max_members:
+                raise BadArrayFile(f"{path.name} holds {len(infos)} arrays (at most {max_members})")
+            declared = 0
+            for info in infos:
+                if info.compress_type not in ALLOWED_COMPRESSION:
+                    raise BadArrayFile(
+                        f"{path.name}: member {info.filename!r} uses compression method "
+                        f"{info.compress_type} (only stored or deflated members are read)"
+                    )
+                if info.file_size > max_array_bytes + NPY_HEADER_SLACK:
+                    raise BadArrayFile(
+                        f"{path.name}: member {info.filename!r} declares {info.file_size} bytes "
+                        f"(at most {max_array_bytes})"
+                    )
+                declared += info.file_size
+            if declared > budget + len(infos) * NPY_HEADER_SLACK:
+                raise BadArrayFile(
+                    f"{path.name} declares {declared} bytes of arrays, more than the "
+                    f"{budget} expected"
+                )
             for info in infos:
                 name = info.filename
                 if not name.endswith(".npy") or info.is_dir():
@@ -243,16 +323,13 @@ def load_npz_strict(
                 key = name[: -len(".npy")]
                 if key in out:
                     raise BadArrayFile(f"{path.name}: array {key!r} appears twice")
-                if info.file_size > max_array_bytes + 4096:
-                    raise BadArrayFile(
-                        f"{path.name}: array {key!r} is {info.file_size} bytes "
-                        f"(at most {max_array_bytes})"
-                    )
-                with zf.open(info) as fh:
-                    out[key] = _read_member(fh, info.file_size, key, kinds)
+                with zf.open(info) as member:
+                    out[key] = _read_member(member, info.file_size, key, kinds)
     except zipfile.BadZipFile as exc:
         raise BadArrayFile(f"{path.name} is not an .npz file: {exc}") from exc
-    except (ValueError, OSError, EOFError) as exc:  # malformed header or data
+    except NotImplementedError as exc:  # an unknown compression method
+        raise BadArrayFile(f"{path.name}: {exc}") from exc
+    except (ValueError, OSError, EOFError, RuntimeError) as exc:  # malformed header or data
         raise BadArrayFile(f"{path.name} is malformed: {exc}") from exc
     return out
 

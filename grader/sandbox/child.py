@@ -4,17 +4,16 @@ The fork server (``grader.sandbox.forkserver``) forks once per
 :meth:`grader.sandbox.runner.Sandbox.run` and calls :func:`child_main` in the new process,
 which never returns. In order it:
 
-1. becomes the leader of its own session and process group (``os.setsid``), so the parent can
-   kill it and everything it started with one ``os.killpg``;
-2. points stdin at ``/dev/null`` and stdout/stderr at ``output.txt`` in the run's fresh
-   temporary folder, and makes that folder its working directory, ``HOME`` and ``TMPDIR``;
-3. sets resource limits: CPU seconds, address space (relative to the size of the preloaded
-   interpreter), processes, file size, no core dumps;
-4. when the server runs as root and was told to, gives the folder to an unprivileged user and
-   becomes that user;
-5. reports "set up" to the server through a pipe it then closes (so student code cannot fake
-   it), installs the audit hook (``grader.sandbox.audit``) and caps ``sys.stdout``/``sys.stderr``;
-6. for each case: decodes ``case_NNN.in.npz``, calls the harness, writes
+1. puts every isolation layer of the server's plan in place (:func:`grader.sandbox.layers.enter`:
+   own session, namespaces and private mounts, resource limits, unprivileged uid, no
+   capabilities, the Landlock allow-list, the seccomp filter), pointing stdin at ``/dev/null``
+   and stdout/stderr at ``output.txt`` in the run's fresh folder on the way; the working
+   directory is the run's copy of the submission (``submission/``), so a module that reads a
+   data file next to itself finds it;
+2. reports the layers in place to the server through a pipe it then closes (so student code
+   cannot fake it), installs the audit hook (``grader.sandbox.audit``) and caps
+   ``sys.stdout``/``sys.stderr``;
+3. for each case: decodes ``case_NNN.in.npz``, calls the harness, writes
    ``case_NNN.out.npz`` then ``case_NNN.status.json`` (both atomically).
 
 Nothing here is trusted by the parent: it reads the files only after this process is gone and
@@ -31,7 +30,6 @@ import io
 import json
 import os
 import re
-import resource
 import signal
 import sys
 import traceback
@@ -49,6 +47,7 @@ MB = 1024 * 1024
 MESSAGE_CHARS = 400
 OUTPUT_FILE = "output.txt"
 SUBMISSION_FILE = "submission.json"
+SUBMISSION_DIR = "submission"
 SETUP_OK = b"S"
 
 
@@ -292,38 +291,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 # --------------------------------------------------------------------------- setup
 
 
-def _set_limits(limits: dict[str, Any]) -> None:
-    def cap(which: int, soft: int, hard: int | None = None) -> None:
-        hard = soft if hard is None else hard
-        cur_soft, cur_hard = resource.getrlimit(which)
-        if cur_hard != resource.RLIM_INFINITY:
-            hard = min(hard, cur_hard)
-            soft = min(soft, hard)
-        resource.setrlimit(which, (soft, hard))
-
-    cap(resource.RLIMIT_CORE, 0)
-    cap(resource.RLIMIT_FSIZE, int(limits["fsize_mb"] * MB))
-    cpu = max(1, int(-(-float(limits["cpu_s"]) // 1)))  # ceil
-    cap(resource.RLIMIT_CPU, cpu, cpu + 1)
-    with open("/proc/self/statm", "rb") as fh:  # first field: VmSize in pages
-        vm_bytes = int(fh.read().split()[0]) * resource.getpagesize()
-    cap(resource.RLIMIT_AS, vm_bytes + int(limits["memory_mb"] * MB))
-    cap(resource.RLIMIT_NPROC, int(limits["nproc"]))
-
-
-def _drop_privileges(uid: int, gid: int, workdir: str) -> None:
-    for entry in os.scandir(workdir):
-        os.chown(entry.path, uid, gid, follow_symlinks=False)
-    os.chown(workdir, uid, gid)
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
-    if os.getuid() != uid or os.geteuid() != uid:
-        raise OSError("could not drop privileges")
-
-
-def _setup(req: dict[str, Any]) -> None:
-    os.setsid()
+def _redirect_and_enter(req: dict[str, Any]) -> None:
+    """stdin from ``/dev/null``, stdout/stderr to the capped output file, the submission's
+    copy as working directory, a minimal environment."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the file-size limit: EFBIG, not death
@@ -331,42 +301,62 @@ def _setup(req: dict[str, Any]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    out = os.open(os.path.join(workdir, OUTPUT_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = os.open(
+        os.path.join(workdir, OUTPUT_FILE),
+        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+        0o644,
+    )
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
-    os.chdir(workdir)
+    code_dir = os.path.join(workdir, SUBMISSION_DIR)
+    os.chdir(code_dir if os.path.isdir(code_dir) else workdir)
     os.environ.clear()
     os.environ.update(req["env"])
     os.environ.update({"HOME": workdir, "TMPDIR": workdir})
     sys.argv = [""]
-    _set_limits(req["limits"])
-    if req.get("drop_to"):
-        _drop_privileges(req["drop_to"]["uid"], req["drop_to"]["gid"], workdir)
+    import tempfile
+
+    tempfile.tempdir = None  # the server's cached choice is not this run's folder
 
 
-def child_main(req: dict[str, Any], sync_fd: int) -> NoReturn:
-    """The child's whole life (called right after ``os.fork`` in the fork server)."""
+def child_main(req: dict[str, Any], sync_fd: int, plan: Any = None, res: Any = None) -> NoReturn:
+    """The child's whole life (called right after ``os.fork`` in the fork server).
+
+    Every layer of ``plan`` (:class:`grader.sandbox.layers.Plan`) is put in place before any
+    student code runs; if one cannot be, the set-up fails and the parent reports a grader
+    failure. The set-up report (``S`` + the JSON list of layers in place, or ``E`` + why)
+    goes through ``sync_fd``, closed before student code runs so that it cannot be faked.
+    """
+    from grader.sandbox import layers
+
     try:
-        _setup(req)
-        data = json.loads(Path(SUBMISSION_FILE).read_text(encoding="utf-8"))
+        plan = plan if plan is not None else layers.Plan()
+        res = res if res is not None else layers.Resources()
+        workdir = req["workdir"]
+        done = layers.enter(plan, res, workdir, req["limits"], _redirect_and_enter, req)
+        data = json.loads(Path(workdir, SUBMISSION_FILE).read_text(encoding="utf-8"))
         policy = audit.Policy(
-            workdir=req["workdir"],
+            workdir=workdir,
             forbidden=tuple(req["policy"]["forbidden"]),
             blocked_modules=tuple(req["policy"]["blocked_modules"]),
             allowed_grader_modules=tuple(req["policy"]["allowed_grader_modules"]),
             library_dirs=tuple(req["policy"].get("library_dirs", ())),
         )
         harness = HARNESSES[req["harness"]]
+        with_audit = plan.has("audit")
+        if with_audit:
+            done.append("audit")
     except BaseException as exc:  # noqa: BLE001 - a grader fault, reported through the pipe
         try:
             os.write(sync_fd, b"E" + f"{type(exc).__name__}: {exc}".encode()[:2000])
         finally:
             os._exit(86)
-    os.write(sync_fd, SETUP_OK)
+    os.write(sync_fd, SETUP_OK + json.dumps(done).encode())
     os.close(sync_fd)
     try:
-        audit.install(policy)
+        if with_audit:
+            audit.install(policy)
         _capture_output(int(req["limits"]["output_bytes"]))
         code = StudentCode(data)
         _run_cases(code, harness, req)
@@ -380,16 +370,19 @@ def child_main(req: dict[str, Any], sync_fd: int) -> NoReturn:
     os._exit(0)
 
 
-def _write_status(i: int, status: str, message: str) -> None:
-    tmp = f".{case_status(i)}.tmp"
+def _write_status(workdir: str, i: int, status: str, message: str) -> None:
+    tmp = os.path.join(workdir, f".{case_status(i)}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump({"status": status, "message": message}, fh)
-    os.replace(tmp, case_status(i))
+    os.replace(tmp, os.path.join(workdir, case_status(i)))
 
 
 def _run_cases(code: StudentCode, harness: Any, req: dict[str, Any]) -> None:
     function, hint = req["function"], req.get("module_hint")
-    limit_mb = req["limits"]["memory_mb"]
+    workdir = req["workdir"]
+    memory_message = req["limits"].get("memory_message") or (
+        f"ran out of memory (limit {req['limits']['memory_mb']} MB above the interpreter)"
+    )
 
     def get(name: str) -> Callable[..., Any]:
         return code.get(name, hint)
@@ -397,13 +390,15 @@ def _run_cases(code: StudentCode, harness: Any, req: dict[str, Any]) -> None:
     for i in range(int(req["n_cases"])):
         reserve = bytearray(2 * MB)  # freed on MemoryError so the status can be written
         try:
-            case = caseio.decode_case(caseio.load_npz_strict(case_in(i), kinds="biufcU"))
+            case = caseio.decode_case(
+                caseio.load_npz_strict(os.path.join(workdir, case_in(i)), kinds="biufcU")
+            )
             outputs = harness(get, function, case)
             if not isinstance(outputs, dict) or not all(
                 isinstance(k, str) and type(v) is np.ndarray for k, v in outputs.items()
             ):
                 raise BadReturn("the harness produced something other than named arrays")
-            caseio.save_npz(case_out(i), outputs)
+            caseio.save_npz(os.path.join(workdir, case_out(i)), outputs)
             status, message = "ok", ""
         except NotImplementedError as exc:
             text = _safe_str(exc)
@@ -412,12 +407,11 @@ def _run_cases(code: StudentCode, harness: Any, req: dict[str, Any]) -> None:
         except BaseException as exc:  # noqa: BLE001 - everything the student raises is data
             del reserve
             if is_out_of_memory(exc):
-                status = "memory"
-                message = f"ran out of memory (limit {limit_mb} MB above the interpreter)"
+                status, message = "memory", memory_message
             elif isinstance(exc, MissingFunction):
                 status, message = "error", _short(_safe_str(exc))
             else:
                 status, message = "error", code.describe(exc)
             del exc
         _flush_output()
-        _write_status(i, status, message)
+        _write_status(workdir, i, status, message)

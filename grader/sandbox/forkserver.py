@@ -7,14 +7,21 @@ child-side grader modules (``grader.sandbox.harness``, ``grader.sandbox.harness_
 of the grader, never ``cnnref``; then it answers requests, one at a time, as JSON lines on
 stdin/stdout:
 
-* ``{"op": "run", ...}``  ->  ``{"event": "started", "pid": N}`` as soon as the child exists,
+* ``{"op": "run", ...}``  ->  ``{"event": "started", "pid": N, "init": M}`` as soon as the child
+  exists (``M``: the init of its PID namespace, 0 without one),
   then ``{"event": "exited", "pid": N, "code"|"signal": ..., "setup": ..., "cpu_s": ...,
   "maxrss_kb": ...}`` when it is gone. The server keeps the dead child as a zombie
   (``waitid(WNOWAIT)``) while it kills the child's process group, so the group id cannot
   have been reused, then reaps it.
 * ``{"op": "ping"}``  ->  ``{"event": "pong"}``.
 
-The parent enforces the wall-clock limit by killing the child's process group itself.
+At start it works out which isolation layers this machine supports by trying them
+(:func:`grader.sandbox.layers.prepare`) and prepares what it can once for all children (the
+Landlock allow-list's descriptors, the seccomp filter); the ``ready`` message carries that
+plan. Every child then puts the whole plan in place or fails its set-up.
+
+The parent enforces the wall-clock limit by killing the child's process group (and the run's
+init) itself.
 """
 
 from __future__ import annotations
@@ -96,71 +103,122 @@ def _wait_for_exit(pid: int, limit: float) -> bool:
             os.close(fd)
 
 
-def _run(req: dict[str, Any], out: Any, grader_modules: list[str]) -> None:
-    from grader.sandbox.child import child_main
+class _Server:
+    def __init__(self, config: dict[str, Any], grader_modules: list[str]) -> None:
+        from grader.sandbox import layers
 
-    req["policy"]["allowed_grader_modules"] = grader_modules
-    read_fd, write_fd = os.pipe()
-    t0 = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child
+        self.grader_modules = grader_modules
+        drop_to = config.get("drop_to")
+        self.plan, self.res = layers.prepare(
+            config.get("off", ()),
+            config.get("forbidden", ()),
+            tuple(drop_to) if drop_to else None,
+            config.get("extra_ro", ()),
+        )
+
+    def ready(self) -> dict[str, Any]:
+        with open("/proc/self/statm", "rb") as fh:
+            vm = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        dropped = self.res.landlock.dropped if self.res.landlock is not None else []
+        return {
+            "event": "ready",
+            "pid": os.getpid(),
+            "vm_bytes": vm,
+            "modules": self.grader_modules,
+            "plan": self.plan.to_json(),
+            "dropped": dropped,
+        }
+
+    def run(self, req: dict[str, Any], out: Any) -> None:
+        from grader.sandbox import processes
+        from grader.sandbox.child import child_main
+
+        req["policy"]["allowed_grader_modules"] = self.grader_modules
+        wall = float(req["limits"].get("wall_s") or 0.0)
+        read_fd, write_fd = os.pipe()
+        t0 = time.monotonic()
+        init = 0
         try:
+            if self.res.pidns is not None:
+                pid, init = self.res.pidns.fork(wall + BACKSTOP_MARGIN_S)
+            else:
+                pid = os.fork()
+        except OSError as exc:
             os.close(read_fd)
-            child_main(req, write_fd)
-        finally:
-            os._exit(86)
-    os.close(write_fd)
-    _send(out, {"event": "started", "pid": pid})
-    wall = float(req["limits"].get("wall_s") or 0.0)
-    if wall and not _wait_for_exit(pid, wall + BACKSTOP_MARGIN_S):
-        # The parent kills at the wall limit; if it has not (it died, or was killed itself),
-        # nothing else would ever stop a child that sleeps: the backstop does.
-        for kill in (os.killpg, os.kill):
+            os.close(write_fd)
+            _send(out, {"event": "error", "message": f"cannot start a child: {exc}"})
+            return
+        if pid == 0:  # the child
+            try:
+                os.close(read_fd)
+                child_main(req, write_fd, self.plan, self.res)
+            finally:
+                os._exit(86)
+        os.close(write_fd)
+        _send(out, {"event": "started", "pid": pid, "init": init})
+        if wall and not _wait_for_exit(pid, wall + BACKSTOP_MARGIN_S):
+            # The parent kills at the wall limit; if it has not (it died, or was killed itself),
+            # nothing else would ever stop a child that sleeps: the backstop does.
+            processes.kill_group(pid)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+        if init:  # the run's init takes every process of the namespace with it
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(pid, signal.SIGKILL)
-    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
-    for kill in (os.killpg, os.kill):  # everything it started dies with it
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            kill(pid, signal.SIGKILL)
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.monotonic() - t0
-    setup = b""
-    while chunk := os.read(read_fd, 65536):
-        setup += chunk
-    os.close(read_fd)
-    report: dict[str, Any] = {
-        "event": "exited",
-        "pid": pid,
-        "wall_s": wall,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "maxrss_kb": usage.ru_maxrss,
-        "setup": setup.decode("utf-8", errors="replace"),
-        "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-    }
-    _send(out, report)
+                os.kill(init, signal.SIGKILL)
+        processes.kill_group(pid)  # everything it started dies with it (same group)
+        _, status, usage = os.wait4(pid, 0)
+        if init:
+            processes.kill_init(init)  # reaped only once the namespace is empty
+        wall = time.monotonic() - t0
+        setup = b""
+        while chunk := os.read(read_fd, 65536):
+            setup += chunk
+        os.close(read_fd)
+        report: dict[str, Any] = {
+            "event": "exited",
+            "pid": pid,
+            "wall_s": wall,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "maxrss_kb": usage.ru_maxrss,
+            "setup": setup.decode("utf-8", errors="replace"),
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        }
+        _send(out, report)
+
+
+def _drop_checkout_from_path() -> None:
+    """The bootstrap put the folder holding ``grader/`` on ``sys.path``. When that folder is a
+    source checkout (it holds ``cnnref/`` and ``solutions/``), the children need no more of
+    it; when it is a site-packages folder (a wheel install), it stays: numpy, torch and their
+    lazily imported dependencies live there (the Landlock allow-list keeps ``cnnref`` and the
+    grader out of reach either way)."""
+    import site
+    import sysconfig
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["grader"].__file__)))
+    sites = {os.path.realpath(p) for p in site.getsitepackages()}
+    sites |= {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    if os.path.realpath(repo) in sites:
+        return
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != repo]
 
 
 def main() -> None:
-    """Serve until stdin closes."""
-    preload_torch = "--no-torch" not in sys.argv
+    """Serve until stdin closes. ``argv[1]``: the JSON configuration from the parent."""
+    config = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     inp, out = sys.stdin, sys.stdout
     # Nothing printed by a library may corrupt the protocol: stdout is ours alone.
     sys.stdout = sys.stderr
-    grader_modules = _preload(preload_torch)
-    # The bootstrap put the repository on sys.path to import the grader; the children need
-    # no more of it (cnnref/, solutions/ must not even be findable).
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["grader"].__file__)))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != repo]
-    with open("/proc/self/statm", "rb") as fh:
-        vm = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    _send(out, {"event": "ready", "pid": os.getpid(), "vm_bytes": vm, "modules": grader_modules})
+    grader_modules = _preload(bool(config.get("preload_torch", True)))
+    _drop_checkout_from_path()
+    server = _Server(config, grader_modules)
+    _send(out, server.ready())
     for line in inp:
         req = json.loads(line)
         if req.get("op") == "ping":
             _send(out, {"event": "pong"})
         elif req.get("op") == "run":
-            _run(req, out, grader_modules)
+            server.run(req, out)
         else:
             _send(out, {"event": "error", "message": f"unknown op {req.get('op')!r}"})
 

@@ -49,11 +49,15 @@ from grader.errors import GraderFailure
 from grader.sandbox import caseio
 from grader.sandbox.child import (
     OUTPUT_FILE,
+    SUBMISSION_DIR,
     SUBMISSION_FILE,
     case_in,
     case_out,
     case_status,
 )
+from grader.sandbox.layers import FILESYSTEM_LAYERS, LAYERS, Plan, layers_off_from_env
+from grader.sandbox.limits import ContainerMemory
+from grader.sandbox.privileges import runtime_readable_by_others
 from grader.submission import Submission
 
 CaseStatus = Literal["ok", "not_implemented", "error", "timeout", "memory", "crashed"]
@@ -146,23 +150,12 @@ def default_forbidden_paths() -> list[Path]:
     return [p.resolve() for p in paths]
 
 
-def _world_readable(path: str | os.PathLike[str]) -> bool:
-    """Whether any user can read ``path`` (every folder on the way searchable by others)."""
-    p = Path(path).resolve()
-    try:
-        if not p.stat().st_mode & 0o004:
-            return False
-        return all(parent.stat().st_mode & 0o001 for parent in p.parents)
-    except OSError:
-        return False
-
-
 def _unprivileged_user() -> tuple[int, int] | None:
     """(uid, gid) of ``nobody`` when running as root and ``nobody`` could run Python here.
 
     If the interpreter, numpy or torch live where ``nobody`` cannot read them (say a pyenv
-    under ``/root``), a child that dropped to ``nobody`` could not import anything lazily, so
-    it keeps running as root and the audit hook does the work alone (docs/security.md).
+    under a ``0700`` ``/root``), a child that dropped to ``nobody`` could not import anything
+    lazily, so it keeps uid 0 (without any capability) and the other layers hold.
     """
     if os.geteuid() != 0:
         return None
@@ -170,8 +163,11 @@ def _unprivileged_user() -> tuple[int, int] | None:
         entry = pwd.getpwnam("nobody")
     except KeyError:
         return None
-    needed = [Path(os.__file__).parent, Path(np.__file__).parent, Path(sys.executable)]
-    if not all(_world_readable(p) for p in needed):
+    needed = [Path(os.__file__).parent, Path(np.__file__).parent]
+    torch_spec = find_spec("torch")
+    if torch_spec is not None and torch_spec.origin:
+        needed.append(Path(torch_spec.origin).parent)
+    if not runtime_readable_by_others(needed):
         return None
     return entry.pw_uid, entry.pw_gid
 
@@ -204,7 +200,7 @@ def _minimal_env(workdir: str) -> dict[str, str]:
 class _Server:
     """The running fork server process and its line protocol."""
 
-    def __init__(self, preload_torch: bool, base: Path) -> None:
+    def __init__(self, config: dict[str, Any], base: Path) -> None:
         self.log_path = base / "forkserver.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
         root = str(Path(__file__).resolve().parents[2])
@@ -212,9 +208,7 @@ class _Server:
             f"import sys; sys.path.insert(0, {root!r}); "
             "from grader.sandbox.forkserver import main; main()"
         )
-        argv = [sys.executable, "-I", "-c", bootstrap]
-        if not preload_torch:
-            argv.append("--no-torch")
+        argv = [sys.executable, "-I", "-c", bootstrap, json.dumps(config)]
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -234,6 +228,8 @@ class _Server:
             raise GraderFailure(f"the fork server did not start properly: {ready}")
         self.pid: int = ready["pid"]
         self.vm_bytes: int = ready["vm_bytes"]
+        self.plan = Plan.from_json(ready["plan"])
+        self.dropped: list[str] = list(ready.get("dropped", ()))
 
     def log_tail(self) -> str:
         try:
@@ -295,10 +291,13 @@ class _Server:
         self._log.close()
 
 
-def _kill_group(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
+def _kill_group(pid: int, init: int = 0) -> None:
+    """SIGKILL the run's init (its PID namespace dies with it) and the child's group."""
+    targets = [(os.kill, init)] if init else []
+    targets += [(os.killpg, pid), (os.kill, pid)]
+    for kill, target in targets:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            kill(pid, signal.SIGKILL)
+            kill(target, signal.SIGKILL)
 
 
 class Sandbox:
@@ -311,8 +310,15 @@ class Sandbox:
         drop_privileges: run children as ``nobody`` when the grader runs as root (the
             default, ``None``, does so when possible; ``False`` never does).
         forbidden_paths: extra files/folders the child may not open, on top of
-            :func:`default_forbidden_paths`.
+            :func:`default_forbidden_paths` (the Landlock allow-list never covers them).
         workroot: where the per-run temporary folders go (default: the system temp dir).
+        layers_off: isolation layers to leave out (names of
+            :data:`grader.sandbox.layers.LAYERS`): for tests and ``cnnlab doctor`` only,
+            never for grading. ``$CNNLAB_SANDBOX_LAYERS_OFF`` adds to it.
+
+    Which layers hold is known once the fork server has started (:attr:`plan`,
+    :meth:`weak_reasons`). A child that cannot put every layer of the plan in place makes
+    its run a grader failure.
 
     Example::
 
@@ -331,9 +337,14 @@ class Sandbox:
         drop_privileges: bool | None = None,
         forbidden_paths: Iterable[str | os.PathLike[str]] = (),
         workroot: str | os.PathLike[str] | None = None,
+        layers_off: Iterable[str] = (),
     ) -> None:
         self.limits = limits
         self.preload_torch = preload_torch
+        self.layers_off = frozenset(layers_off) | layers_off_from_env()
+        unknown = self.layers_off - set(LAYERS)
+        if unknown:
+            raise ValueError(f"unknown sandbox layer(s) {sorted(unknown)}; known: {LAYERS}")
         self.drop_to = None if drop_privileges is False else _unprivileged_user()
         if drop_privileges and self.drop_to is None:
             raise GraderFailure("drop_privileges=True needs root and a 'nobody' user")
@@ -344,6 +355,7 @@ class Sandbox:
         self._server: _Server | None = None
         self._lock = threading.Lock()
         self._runs = 0
+        self.memory = ContainerMemory.detect()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -370,7 +382,30 @@ class Sandbox:
                 os.chmod(self._base, 0o711)  # an unprivileged child may pass, not list
             except OSError as exc:
                 raise GraderFailure(f"cannot create the sandbox's temporary folder: {exc}") from exc
-        self._server = _Server(self.preload_torch, self._base)
+        config = {
+            "preload_torch": self.preload_torch,
+            "off": sorted(self.layers_off),
+            "forbidden": [*self.forbidden, str(self._base)],
+            "drop_to": list(self.drop_to) if self.drop_to else None,
+        }
+        self._server = _Server(config, self._base)
+
+    @property
+    def plan(self) -> Plan:
+        """The layers every child gets on this machine (starts the fork server if needed)."""
+        self.start()
+        assert self._server is not None
+        return self._server.plan
+
+    def weak_reasons(self) -> list[str]:
+        """Why grading here is not safe for credit: one line per missing filesystem layer
+        (empty when the reference, solutions and classmates are out of the child's reach)."""
+        plan = self.plan
+        return [
+            f"no {layer} ({plan.why_not.get(layer, 'not available')})"
+            for layer in FILESYSTEM_LAYERS
+            if not plan.has(layer)
+        ]
 
     def close(self) -> None:
         """Stop the fork server and remove the temporary folders."""
@@ -396,6 +431,7 @@ class Sandbox:
         cases: Sequence[dict[str, Any]],
         module_hint: str | None = None,
         timeout_s: float | None = None,
+        max_output_bytes: int | None = None,
     ) -> RunOutcome:
         """Run ``harness`` on every case in one fresh child.
 
@@ -407,6 +443,9 @@ class Sandbox:
             module_hint: module to look in first (the exercise's topic, e.g. ``"pooling"``).
             timeout_s: wall-clock limit of this run (default ``limits.wall_s``); the CPU
                 limit is raised to match when it is larger.
+            max_output_bytes: the most bytes of arrays one case may return (the size of the
+                expected outputs, plus slack); an output file declaring more is refused
+                before anything is decompressed. Default: :data:`DEFAULT_OUTPUT_BYTES`.
 
         Returns:
             One :class:`CaseOutcome` per case. A timeout or crash on case ``k`` keeps the
@@ -416,7 +455,59 @@ class Sandbox:
             GraderFailure: the sandbox itself failed (not the student's fault).
         """
         with self._lock:
-            return self._run(submission, harness, function, list(cases), module_hint, timeout_s)
+            return self._run(
+                submission,
+                harness,
+                function,
+                list(cases),
+                module_hint,
+                timeout_s,
+                max_output_bytes or DEFAULT_OUTPUT_BYTES,
+            )
+
+    def _memory(self) -> tuple[int, str]:
+        """The run's memory limit (MB above the interpreter) and the message naming it."""
+        mb = self.limits.memory_mb
+        message = f"ran out of memory (limit {mb} MB above the interpreter)"
+        headroom = self.memory.headroom_mb()
+        if headroom is not None and headroom < mb:
+            total = (self.memory.limit_bytes or 0) // _MB
+            mb = max(16, headroom)
+            message = (
+                f"ran out of memory (limit {mb} MB: what the grading container's {total} MB "
+                "leave for your code)"
+            )
+        return mb, message
+
+    def _write_inputs(
+        self, workdir: Path, submission: Submission, cases: list[dict[str, Any]]
+    ) -> None:
+        """The run folder: the cases, and the submission's own copy in ``submission/``
+        (the child's working directory; its modules' ``__file__`` point there)."""
+        workdir.mkdir(mode=0o700)
+        code_dir = workdir / SUBMISSION_DIR
+        code_dir.mkdir(mode=0o700)
+        data = json.loads(submission.to_json())
+        files: dict[str, str] = {}
+        used: set[str] = set()
+        for name, source in submission.modules.items():
+            original = submission.files.get(name) or f"{name}.py"
+            base = os.path.basename(original) or f"{name}.py"
+            if base in used or base.startswith("."):
+                base = f"{name}.py"
+            used.add(base)
+            target = code_dir / base
+            target.write_text(source, encoding="utf-8")
+            files[name] = str(target)
+        for rel, content in getattr(submission, "data", {}).items():
+            if rel in used or "/" in rel or rel.startswith("."):
+                continue
+            (code_dir / rel).write_bytes(content)
+        data["files"] = files
+        data["path"] = str(code_dir)
+        (workdir / SUBMISSION_FILE).write_text(json.dumps(data), encoding="utf-8")
+        for i, case in enumerate(cases):
+            caseio.save_npz(workdir / case_in(i), caseio.encode_case(case))
 
     def _run(
         self,
@@ -426,6 +517,7 @@ class Sandbox:
         cases: list[dict[str, Any]],
         module_hint: str | None,
         timeout_s: float | None,
+        max_output_bytes: int,
     ) -> RunOutcome:
         t0 = time.monotonic()
         self.start()
@@ -436,20 +528,19 @@ class Sandbox:
         self._runs += 1
         workdir = self._base / f"run-{self._runs:05d}"
         try:
-            workdir.mkdir(mode=0o700)
-            (workdir / SUBMISSION_FILE).write_text(submission.to_json(), encoding="utf-8")
-            for i, case in enumerate(cases):
-                caseio.save_npz(workdir / case_in(i), caseio.encode_case(case))
+            self._write_inputs(workdir, submission, cases)
         except caseio.CaseEncodingError:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise GraderFailure(f"cannot write the sandbox's input files: {exc}") from exc
+        memory_mb, memory_message = self._memory()
         limits = {
             "wall_s": wall_limit,
             "cpu_s": cpu_limit,
-            "memory_mb": self.limits.memory_mb,
+            "memory_mb": memory_mb,
+            "memory_message": memory_message,
             "nproc": self.limits.nproc,
             "fsize_mb": self.limits.fsize_mb,
             "output_bytes": self.limits.output_bytes,
@@ -463,7 +554,6 @@ class Sandbox:
             "n_cases": len(cases),
             "limits": limits,
             "env": _minimal_env(str(workdir)),
-            "drop_to": ({"uid": self.drop_to[0], "gid": self.drop_to[1]} if self.drop_to else None),
             "policy": {
                 "forbidden": self.forbidden,
                 "blocked_modules": ["cnnref", "solutions"],
@@ -471,9 +561,14 @@ class Sandbox:
                 "library_dirs": _library_dirs(),
             },
         }
+        oom_before = self.memory.oom_kills()
         try:
             report, timed_out = self._exchange(server, request, wall_limit)
-            outcome = self._collect(workdir, len(cases), report, timed_out, wall_limit, cpu_limit)
+            report["oom_killed"] = self.memory.oom_kills() > oom_before
+            report["memory_message"] = memory_message
+            outcome = self._collect(
+                workdir, len(cases), report, timed_out, wall_limit, cpu_limit, max_output_bytes
+            )
         except GraderFailure:
             self._discard_server()
             raise
@@ -496,22 +591,32 @@ class Sandbox:
         if started.get("event") != "started":
             raise GraderFailure(f"the fork server did not start a child: {started or 'no reply'}")
         pid = int(started["pid"])
+        init = int(started.get("init") or 0)
         timed_out = False
         report = server.read(wall_limit)
-        if not report:  # the wall-clock limit: kill the whole group from outside
+        if not report:  # the wall-clock limit: kill the whole run from outside
             timed_out = True
-            _kill_group(pid)
+            _kill_group(pid, init)
             report = server.read(SERVER_REPLY_S)
             if not report:
                 raise GraderFailure(f"the fork server did not reap child {pid} after SIGKILL")
         _kill_group(pid)  # finished or not: nothing the child started outlives the run
         if report.get("event") != "exited" or report.get("pid") != pid:
             raise GraderFailure(f"unexpected message from the fork server: {report}")
-        if not str(report.get("setup", "")).startswith("S"):
+        setup = str(report.get("setup", ""))
+        if not setup.startswith("S"):
             raise GraderFailure(
-                "the sandboxed child could not set itself up: "
-                f"{str(report.get('setup', ''))[1:] or 'no report'}"
+                f"the sandboxed child could not set itself up: {setup[1:] or 'no report'}"
             )
+        try:
+            in_place = json.loads(setup[1:] or "[]")
+        except ValueError as exc:
+            raise GraderFailure(f"garbled set-up report from the child: {setup[:200]!r}") from exc
+        missing = sorted(set(server.plan.on) - set(in_place))
+        if missing:  # fail closed: a layer this machine has was not put in place
+            raise GraderFailure(f"the sandboxed child lacks the layer(s) {', '.join(missing)}")
+        report["layers"] = in_place
+        report["init"] = init
         return report, timed_out
 
     def _collect(
@@ -522,14 +627,21 @@ class Sandbox:
         timed_out: bool,
         wall_limit: float,
         cpu_limit: float,
+        max_output_bytes: int,
     ) -> tuple[tuple[CaseOutcome, ...], str]:
         output = _read_output(workdir / OUTPUT_FILE, self.limits.output_bytes)
         results: list[CaseOutcome] = []
         for i in range(n_cases):
-            status_file = workdir / case_status(i)
-            if not status_file.is_file():
+            try:
+                status_bytes = caseio.read_regular(workdir / case_status(i), STATUS_FILE_BYTES)
+            except FileNotFoundError:
                 break
-            results.append(_read_case(workdir, i, status_file))
+            except caseio.BadArrayFile as exc:
+                results.append(
+                    CaseOutcome("error", None, f"the result of case {i} was tampered with ({exc})")
+                )
+                continue
+            results.append(_read_case(workdir, i, status_bytes, max_output_bytes))
         if len(results) < n_cases:
             status, message = self._verdict(report, timed_out, wall_limit, cpu_limit)
             results += [CaseOutcome(status, None, message)] * (n_cases - len(results))
@@ -545,22 +657,28 @@ class Sandbox:
             return "timeout", f"killed after {wall_limit:.1f} s (time limit)"
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= cpu_limit - 0.05):
             return "timeout", f"killed after {cpu_limit:.1f} s of CPU time (time limit)"
+        if sig == signal.SIGKILL and report.get("oom_killed"):
+            return "memory", (
+                f"{report.get('memory_message') or 'ran out of memory'}; the kernel's "
+                f"out-of-memory killer stopped it ({self.memory.describe()})"
+            )
         if sig is not None:
             name = _signal_name(sig)
             if sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS) and self._near_memory(report):
                 return "memory", (
-                    f"ran out of memory (limit {self.limits.memory_mb} MB above the "
-                    f"interpreter; the process died with {name})"
+                    f"{report.get('memory_message') or 'ran out of memory'} "
+                    f"(the process died with {name})"
                 )
             return "crashed", f"crashed with {name}"
         return "crashed", f"exited with status {code} before returning a result"
 
     def _near_memory(self, report: dict[str, Any]) -> bool:
-        server = self._server
-        if server is None:
-            return False
         peak = int(report.get("maxrss_kb") or 0) * 1024
         return peak >= 0.8 * self.limits.memory_mb * _MB
+
+
+#: Default bound on the arrays one case may return (bytes) when the caller gives none.
+DEFAULT_OUTPUT_BYTES = 64 * _MB
 
 
 def _signal_name(sig: int) -> str:
@@ -571,11 +689,11 @@ def _signal_name(sig: int) -> str:
 
 
 def _read_output(path: Path, cap: int) -> str:
+    """The child's printed output: the first ``cap`` bytes of a regular file, never a FIFO,
+    device or link (opened ``O_NOFOLLOW|O_NONBLOCK`` and checked with ``fstat``)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            data = fh.read(cap)
-    except OSError:
+        data, size = caseio.read_regular_prefix(path, cap)
+    except (OSError, caseio.BadArrayFile):
         return ""
     text = data.decode("utf-8", errors="replace")
     if size > cap:
@@ -583,22 +701,26 @@ def _read_output(path: Path, cap: int) -> str:
     return text
 
 
-def _read_case(workdir: Path, i: int, status_file: Path) -> CaseOutcome:
+def _read_case(workdir: Path, i: int, status_bytes: bytes, max_output_bytes: int) -> CaseOutcome:
     """Case ``i``'s status and outputs, validated; anything odd is the student's error."""
     try:
-        if status_file.stat().st_size > STATUS_FILE_BYTES:
-            raise ValueError("status file too large")
-        record = json.loads(status_file.read_text(encoding="utf-8", errors="replace"))
+        record = json.loads(status_bytes.decode("utf-8", errors="replace"))
         status, message = record["status"], record["message"]
         if status not in CHILD_STATUSES or not isinstance(message, str):
             raise ValueError(f"bad status record {record!r:.80}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         return CaseOutcome("error", None, f"the result of case {i} was tampered with ({exc})")
     message = message[:500]
     if status != "ok":
         return CaseOutcome(status, None, message)
     try:
-        outputs = caseio.load_npz_strict(workdir / case_out(i))
+        outputs = caseio.load_npz_strict(
+            workdir / case_out(i), max_total_bytes=max_output_bytes, max_members=MAX_OUTPUT_ARRAYS
+        )
     except caseio.BadArrayFile as exc:
         return CaseOutcome("error", None, f"the returned value could not be read back: {exc}")
     return CaseOutcome("ok", outputs, "")
+
+
+#: The most arrays one case may return (a harness returns a handful).
+MAX_OUTPUT_ARRAYS = 64
