@@ -7,9 +7,9 @@ which never returns. In order it:
 1. puts every isolation layer of the server's plan in place (:func:`grader.sandbox.layers.enter`:
    own session, namespaces and private mounts, resource limits, unprivileged uid, no
    capabilities, the Landlock allow-list, the seccomp filter), pointing stdin at ``/dev/null``
-   and stdout/stderr at ``output.txt`` in the run's fresh folder on the way; the working
-   directory is the run's copy of the submission (``submission/``), so a module that reads a
-   data file next to itself finds it;
+   and stdout/stderr at ``output.txt`` in the run's fresh folder (its working directory,
+   ``HOME`` and ``TMPDIR``) on the way; the student's modules live in the folder's
+   ``submission/`` (their ``__file__``), with the submission's data files beside them;
 2. reports the layers in place to the server through a pipe it then closes (so student code
    cannot fake it), installs the audit hook (``grader.sandbox.audit``) and caps
    ``sys.stdout``/``sys.stderr``;
@@ -309,8 +309,7 @@ def _redirect_and_enter(req: dict[str, Any]) -> None:
     os.dup2(out, 1)
     os.dup2(out, 2)
     os.close(out)
-    code_dir = os.path.join(workdir, SUBMISSION_DIR)
-    os.chdir(code_dir if os.path.isdir(code_dir) else workdir)
+    os.chdir(workdir)
     os.environ.clear()
     os.environ.update(req["env"])
     os.environ.update({"HOME": workdir, "TMPDIR": workdir})

@@ -480,7 +480,7 @@ def test_engine_lookup_table_of_public_cases_fails_on_fresh_seeds(box, tmp_path)
     sub.mkdir()
     shutil.copy(FIXTURES / "case24_lookup_table.py", sub / "case24.py")
     (sub / "lookup_table.json").write_text(json.dumps(rows))
-    submission = load_submission(sub / "case24.py")
+    submission = load_submission(sub)  # a folder: its data file is copied beside the module
     on_public = grade_prepared(submission, [public], seed=2026, sandbox=box).exercises[0]
     assert on_public.status.value == "passed", on_public  # the table works on the shipped cases...
     hidden = prepare(spec, 987654)
