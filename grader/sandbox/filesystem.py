@@ -19,10 +19,12 @@ package: that package (1.0.0.dev5, alpha) decides failure from ``errno`` instead
 value, cannot give a file its own (file-only) rights, and knows neither the network rules
 (ABI 4) nor the scopes (ABI 6).
 
-The fork server opens every allowed path once (``O_PATH``) with :func:`prepare`; each child
-builds its ruleset from those descriptors plus its own run folder and ``/proc`` entry
-(:func:`restrict`), because a rule taken on a path *before* a new mount covers it does not
-cover the new mount.
+The fork server builds the ruleset once (:func:`prepare`); each child only applies it
+(:func:`restrict`, one system call). The one writable folder is the sandbox's ``runs``
+folder, which holds only the current run's folder (one run at a time per fork server); the
+private mounts put that very folder back (a Landlock rule on a folder hidden under a new mount
+would not cover the new mount). The child gets no ``/proc`` at all: what it needs from there
+is read before the layers go up.
 
 **Mount namespace** (root, or ``CAP_SYS_ADMIN``): :func:`private_mounts` gives the child its
 own view: everything read-only, ``nosuid`` and private (nothing propagates back),
@@ -161,12 +163,9 @@ def restrict_self(ruleset_fd: int) -> None:
 
 # --------------------------------------------------------------------------- the allow-list
 
-#: Packages the child may import (with everything their distributions require).
-CHILD_PACKAGES = ("numpy", "torch", "matplotlib")
 #: Top-level names never allowed, whatever distribution ships them.
 NEVER = frozenset({"cnnref", "grader", "solutions", "exercises", "cnnlab"})
 ENTRY_POINT_GROUP = "cnnlab.exercises"
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 def _norm(name: str) -> str:
@@ -181,9 +180,8 @@ def _dist_tops(dist: importlib.metadata.Distribution) -> set[str]:
         first = line.split(",", 1)[0].split("/", 1)[0].strip('"')
         if first and first not in ("..", "."):
             tops.add(first)
-    if not tops:
-        for name in (dist.read_text("top_level.txt") or "").split():
-            tops.add(name)
+    for name in (dist.read_text("top_level.txt") or "").split():
+        tops.add(name)
     return tops
 
 
@@ -201,33 +199,9 @@ def excluded_distributions() -> set[str]:
     return names
 
 
-def _package_closure(roots: Iterable[str], excluded: set[str]) -> list:
-    seen: dict[str, importlib.metadata.Distribution] = {}
-    todo = list(roots)
-    while todo:
-        name = _norm(todo.pop())
-        if name in seen or name in excluded:
-            continue
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        seen[name] = dist
-        for req in dist.requires or ():
-            if "extra ==" in req.replace('"', "").replace("'", ""):
-                continue
-            m = _REQ_NAME.match(req)
-            if m:
-                todo.append(m.group(1))
-    return list(seen.values())
-
-
-def _within(path: str, roots: Iterable[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
-def excluded_tops(excluded: set[str]) -> set[str]:
-    """Real paths of everything the excluded distributions installed in site-packages."""
+def excluded_paths(excluded: set[str]) -> set[str]:
+    """Real paths of everything the excluded distributions installed in site-packages (their
+    packages, modules and install records)."""
     out: set[str] = set()
     for dist in importlib.metadata.distributions():
         try:
@@ -237,29 +211,59 @@ def excluded_tops(excluded: set[str]) -> set[str]:
         if name in excluded:
             for top in _dist_tops(dist):
                 out.add(os.path.realpath(str(dist.locate_file(top))))
-            out.add(os.path.realpath(str(getattr(dist, "_path", ""))))
+            record_dir = getattr(dist, "_path", None)
+            if record_dir:
+                out.add(os.path.realpath(str(record_dir)))
+    out.discard("")
     return out
 
 
+def _denied_name(name: str) -> bool:
+    """Site-packages entries never allowed by name: the grader's, editable-install finders
+    and their ``.pth`` hooks, and the shared ``__pycache__`` (it holds the finders' bytecode)."""
+    low = name.lower()
+    stem = re.split(r"[-.]", low, maxsplit=1)[0]
+    return (
+        stem in NEVER
+        or low.startswith(("__editable__", "cnnlab", "cnnref"))
+        or low.endswith((".pth", ".egg-link"))
+        or low == "__pycache__"
+    )
+
+
+def _within(path: str, roots: Iterable[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def site_dirs() -> list[str]:
+    """The site-packages folders on ``sys.path`` (a venv's and the base interpreter's)."""
+    found: list[str] = []
+    candidates = [p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))]
+    candidates += [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    for p in candidates:
+        real = os.path.realpath(p)
+        if os.path.isdir(real) and real not in found:
+            found.append(real)
+    return found
+
+
 def allow_list(
-    forbidden: Sequence[str] = (),
-    packages: Sequence[str] = CHILD_PACKAGES,
-    extra_ro: Sequence[str] = (),
+    forbidden: Sequence[str] = (), extra_ro: Sequence[str] = ()
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """``([(path, rights)], [dropped paths])``: what a child may read (and ``/dev/null`` write).
 
     The standard library is allowed entry by entry (it holds ``site-packages`` in many
-    layouts), site-packages by the top-level entries of the ``packages``' distributions and
-    their requirements. A rule that would contain a ``forbidden`` path, ``cnnlab``'s own files,
-    a plugin's, or a name in :data:`NEVER` is dropped and listed in the second value.
+    layouts); each site-packages folder entry by entry, less ``cnnlab``'s own files, those of
+    every plugin distribution (entry-point group ``cnnlab.exercises``), editable-install
+    finders, ``.pth`` files and the names in :data:`NEVER` (lazily imported dependencies of
+    torch, numpy and matplotlib are spread all over site-packages: a closer list breaks their
+    ``try: import x`` probes). A rule that would contain a ``forbidden`` path is dropped and
+    listed in the second value.
     """
     rules: list[tuple[str, int]] = []
     dropped: list[str] = []
-    stdlib = os.path.dirname(os.__file__)
-    sites = {
-        os.path.realpath(p) for p in sys.path if p.endswith(("site-packages", "dist-packages"))
-    }
-    sites |= {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    stdlib = os.path.realpath(os.path.dirname(os.__file__))
+    sites = site_dirs()
     try:
         entries = sorted(os.listdir(stdlib))
     except OSError:
@@ -276,14 +280,18 @@ def allow_list(
         lib = sysconfig.get_config_var(var)
         if libdir and lib and ".so" in lib:
             rules.append((os.path.join(libdir, lib), READ_FILE))
-    excluded = excluded_distributions()
-    for dist in _package_closure(packages, excluded):
-        for top in sorted(_dist_tops(dist)):
-            if top in NEVER or top.split(".")[0] in NEVER or top.endswith(".pth"):
+    excluded = excluded_paths(excluded_distributions())
+    for site in sites:
+        try:
+            names = sorted(os.listdir(site))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(site, name)
+            if _denied_name(name) or os.path.realpath(path) in excluded:
+                dropped.append(path)
                 continue
-            if top == "__pycache__" or top.startswith("__editable__"):
-                continue
-            rules.append((str(dist.locate_file(top)), READ_ONLY))
+            rules.append((path, READ_ONLY))
     multiarch = sysconfig.get_config_var("MULTIARCH") or f"{os.uname().machine}-linux-gnu"
     for path, rights in (
         (f"/usr/lib/{multiarch}", READ_ONLY),
@@ -302,8 +310,7 @@ def allow_list(
         *((p, READ_ONLY) for p in extra_ro),
     ):
         rules.append((path, rights))
-    bad = {os.path.realpath(p) for p in forbidden} | excluded_tops(excluded)
-    bad.discard("")
+    bad = {os.path.realpath(p) for p in forbidden if p} | excluded
     kept: list[tuple[str, int]] = []
     seen: set[str] = set()
     for path, rights in rules:
@@ -322,66 +329,61 @@ def allow_list(
 
 @dataclass
 class Prepared:
-    """The allow-list opened once in the fork server: ``(O_PATH fd, rights)`` per rule."""
+    """The allow-list as a Landlock ruleset built once in the fork server.
+
+    Attributes:
+        abi: the kernel's Landlock ABI.
+        ruleset_fd: the ruleset (inherited by every fork; only ever applied, never changed
+            after it is built: a rule added in a child would reach every later child).
+        paths: the paths allowed (read-only, but ``/dev/null`` and ``runs_dir``).
+        runs_dir: the one folder the child may write: it holds only the current run's folder.
+        dropped: candidate paths left out because they are or hold something forbidden.
+    """
 
     abi: int
-    fds: list[tuple[int, int]]
+    ruleset_fd: int
     paths: list[str]
+    runs_dir: str
     dropped: list[str]
 
     def close(self) -> None:
-        for fd, _ in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds = []
+        with contextlib.suppress(OSError):
+            os.close(self.ruleset_fd)
 
 
-def prepare(rules: Sequence[tuple[str, int]], abi: int, dropped: Sequence[str] = ()) -> Prepared:
-    """Open each rule's path (``O_PATH|O_CLOEXEC``: inherited by ``fork``, not by ``exec``)."""
-    fds: list[tuple[int, int]] = []
-    paths: list[str] = []
+def prepare(
+    rules: Sequence[tuple[str, int]], abi: int, runs_dir: str, dropped: Sequence[str] = ()
+) -> Prepared:
+    """Build the ruleset: ``rules`` plus ``runs_dir`` read-write (regular files and folders
+    only: no FIFOs, devices, sockets or symlinks; nothing executable). Raises OSError."""
     handled = handled_fs(abi)
-    for path, rights in rules:
-        try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        except OSError:
-            continue
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
-            rights &= FILE_RIGHTS
-        fds.append((fd, rights & handled))
-        paths.append(path)
-    return Prepared(abi, fds, paths, list(dropped))
-
-
-def restrict(prepared: Prepared, workdir: str, proc_entries: Sequence[str] = ()) -> None:
-    """In the child: the allow-list plus ``workdir`` read-write (regular files and folders
-    only) and ``proc_entries`` read-only, enforced for good. Raises OSError on any failure."""
-    handled = handled_fs(prepared.abi)
-    ruleset = create_ruleset(prepared.abi)
+    ruleset = create_ruleset(abi)
+    paths: list[str] = []
     try:
-        for fd, rights in prepared.fds:
-            add_rule(ruleset, fd, rights)
-        own: list[tuple[str, int]] = [(workdir, READ_WRITE)]
-        own += [(p, READ_ONLY) for p in proc_entries]
-        for path, rights in own:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        for path, rights in [*rules, (runs_dir, READ_WRITE)]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
             try:
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     rights &= FILE_RIGHTS
                 add_rule(ruleset, fd, rights & handled)
             finally:
                 os.close(fd)
-        _libc.no_new_privs()
-        restrict_self(ruleset)
-    finally:
+            paths.append(path)
+    except BaseException:
         os.close(ruleset)
-    prepared.close()  # the child's copies of the descriptors are no longer needed
+        raise
+    os.set_inheritable(ruleset, False)  # kept across fork, never across exec
+    return Prepared(abi, ruleset, paths, runs_dir, list(dropped))
 
 
-def proc_entries() -> list[str]:
-    """The ``/proc`` entries a child may read: its own, and the CPU and memory summaries."""
-    own = os.path.realpath("/proc/self")
-    return [p for p in (own, "/proc/cpuinfo", "/proc/meminfo") if os.path.exists(p)]
+def restrict(prepared: Prepared) -> None:
+    """In the child: enforce the server's ruleset for good (``no_new_privs`` first)."""
+    _libc.no_new_privs()
+    restrict_self(prepared.ruleset_fd)
+    prepared.close()  # the child's copy of the descriptor
 
 
 # --------------------------------------------------------------------------- mount namespace
@@ -440,8 +442,12 @@ def _move_mount(fd: int, target: str) -> None:
     )
 
 
-def private_mounts(workdir: str, new_proc: bool) -> None:
-    """In a fresh mount namespace (after ``unshare(CLONE_NEWNS)``): see the module doc."""
+def private_mounts(keep: str, new_proc: bool) -> None:
+    """In a fresh mount namespace (after ``unshare(CLONE_NEWNS)``): see the module doc.
+
+    ``keep`` is the folder put back read-write at its own path: the Landlock rule names that
+    folder's inode (the sandbox's ``runs`` folder, holding only the current run)."""
+    workdir = keep
     # nodev would break /dev/null itself; device nodes cannot be made anyway (seccomp,
     # Landlock), and the fresh tmpfs below are nodev.
     _mount_setattr("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, MS_PRIVATE, True)

@@ -36,6 +36,24 @@ import time
 from typing import Any
 
 
+def _preload_matplotlib() -> None:
+    """matplotlib with the headless Agg backend and its font cache loaded (built once per
+    machine in ``$MPLCONFIGDIR``, which the parent points at a cache folder of its own): a
+    student's ``import matplotlib.pyplot`` is then free, reads no cache and starts no thread."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.font_manager  # noqa: F401 - builds or reads the font cache now
+        import matplotlib.pyplot as plt
+
+        plt.figure().clf()
+        plt.close("all")
+    except Exception:  # noqa: BLE001 - no matplotlib: a student importing it gets the error
+        pass
+
+
 def _preload(preload_torch: bool) -> list[str]:
     import collections  # noqa: F401 - common student imports, paid once here, not per child
     import dataclasses  # noqa: F401
@@ -56,6 +74,13 @@ def _preload(preload_torch: bool) -> list[str]:
 
         torch.set_num_threads(1)
         F.conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3)).sum()
+        # The first optimizer step imports torch._dynamo (and sympy): ~1.7 s per child if
+        # the server has not paid it once.
+        weight = torch.nn.Parameter(torch.zeros(1))
+        for opt in (torch.optim.SGD([weight], lr=0.1), torch.optim.Adam([weight], lr=0.1)):
+            (weight * 2).sum().backward()
+            opt.step()
+    _preload_matplotlib()
     import importlib
     import pkgutil
 
@@ -113,6 +138,7 @@ class _Server:
             config.get("off", ()),
             config.get("forbidden", ()),
             tuple(drop_to) if drop_to else None,
+            config.get("runs_dir") or os.getcwd(),
             config.get("extra_ro", ()),
         )
 
@@ -209,8 +235,13 @@ def main() -> None:
     inp, out = sys.stdin, sys.stdout
     # Nothing printed by a library may corrupt the protocol: stdout is ours alone.
     sys.stdout = sys.stderr
+    if config.get("mplconfigdir"):
+        os.environ["MPLCONFIGDIR"] = config["mplconfigdir"]
     grader_modules = _preload(bool(config.get("preload_torch", True)))
     _drop_checkout_from_path()
+    import gc
+
+    gc.freeze()  # children touch fewer of the server's pages (fewer copies, less memory)
     server = _Server(config, grader_modules)
     _send(out, server.ready())
     for line in inp:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -104,6 +102,7 @@ class Plan:
 class Resources:
     """What the server prepared once for its children (never sent anywhere)."""
 
+    runs_dir: str = ""
     landlock: filesystem.Prepared | None = None
     pidns: processes.PidNamespaces | None = None
     bpf_pid2: bytes | None = None
@@ -146,6 +145,7 @@ def enter(
         done.append(layer)
 
     os.setsid()
+    _libc.prctl(_libc.PR_SET_PDEATHSIG, 9)  # the server gone: SIGKILL (the init ends anyway)
     if plan.has("pid_ns"):
         if os.getpid() != 2:
             raise OSError(None, f"layer pid_ns: the child is pid {os.getpid()}, not 2")
@@ -156,7 +156,8 @@ def enter(
         done.pop()
         done += [n for n in ("net_ns", "ipc_ns") if plan.has(n)]
     if plan.has("mount_ns"):
-        step("mount_ns", filesystem.private_mounts, workdir, plan.has("pid_ns"))
+        keep = res.runs_dir or os.path.dirname(workdir)
+        step("mount_ns", filesystem.private_mounts, keep, plan.has("pid_ns"))
     if after_mounts is not None:
         after_mounts(*args)
     if rlimits is not None and plan.has("rlimits"):
@@ -168,7 +169,7 @@ def enter(
     if plan.has("landlock"):
         if res.landlock is None:
             raise OSError(None, "layer landlock: the allow-list was not prepared")
-        step("landlock", filesystem.restrict, res.landlock, workdir, filesystem.proc_entries())
+        step("landlock", filesystem.restrict, res.landlock)
     if plan.has("seccomp"):
         bpf = res.bpf_pid2 if os.getpid() == 2 and res.bpf_pid2 else None
         if bpf is None:
@@ -181,15 +182,19 @@ def prepare(
     off: Iterable[str],
     forbidden: Iterable[str],
     drop_to: tuple[int, int] | None,
+    runs_dir: str,
     extra_ro: Iterable[str] = (),
 ) -> tuple[Plan, Resources]:
     """Server side, once: what this machine supports (minus ``off``), and the resources.
+
+    ``runs_dir`` is the folder that holds the current run's folder (and nothing else): the
+    only place a child may write.
 
     Each namespace and layer is tried for real in a throw-away child (:func:`_probe_child`).
     """
     off = frozenset(off)
     plan = Plan()
-    res = Resources()
+    res = Resources(runs_dir=runs_dir)
     for name in off:
         plan.why_not[name] = "switched off (tests/doctor)"
     want = [n for n in LAYERS if n not in off]
@@ -205,7 +210,10 @@ def prepare(
         else:
             plan.landlock_abi = abi
             rules, dropped = filesystem.allow_list(list(forbidden), extra_ro=list(extra_ro))
-            res.landlock = filesystem.prepare(rules, abi, dropped)
+            try:
+                res.landlock = filesystem.prepare(rules, abi, runs_dir, dropped)
+            except OSError as exc:
+                plan.missing("landlock", f"cannot build the ruleset ({exc})")
     if plan.has("seccomp"):
         why = syscalls.available()
         if why:
@@ -247,7 +255,6 @@ def _probe_child(plan: Plan, res: Resources) -> dict[str, str]:
                 out["pid_ns"] = "the child did not get pid 2 in its namespace"
         except OSError as exc:
             out["pid_ns"] = f"cannot make a PID namespace ({exc.strerror or exc})"
-    base = tempfile.mkdtemp(prefix="cnnlab-probe-")
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the throw-away child
@@ -267,7 +274,7 @@ def _probe_child(plan: Plan, res: Resources) -> dict[str, str]:
                         report[name] = f"cannot unshare ({exc.strerror or exc})"
             if report.get("mount_ns") == "":
                 try:
-                    filesystem.private_mounts(base, new_proc=False)
+                    filesystem.private_mounts(res.runs_dir, False)
                 except OSError as exc:
                     report["mount_ns"] = f"cannot set up the private mounts ({exc})"
             if plan.has("capabilities"):
@@ -278,7 +285,7 @@ def _probe_child(plan: Plan, res: Resources) -> dict[str, str]:
                     report["capabilities"] = f"cannot drop capabilities ({exc})"
             if plan.has("landlock") and res.landlock is not None:
                 try:
-                    filesystem.restrict(res.landlock, base, filesystem.proc_entries())
+                    filesystem.restrict(res.landlock)
                     report["landlock"] = ""
                 except OSError as exc:
                     report["landlock"] = f"cannot restrict ({exc})"
@@ -297,7 +304,6 @@ def _probe_child(plan: Plan, res: Resources) -> dict[str, str]:
         data += chunk
     os.close(read_fd)
     os.waitpid(pid, 0)
-    shutil.rmtree(base, ignore_errors=True)
     try:
         out.update(json.loads(data or b"{}"))
     except ValueError:

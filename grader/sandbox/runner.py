@@ -182,6 +182,22 @@ def _library_dirs() -> list[str]:
     return sorted(dirs)
 
 
+#: The folder of a sandbox's base that holds the current run's folder (and nothing else).
+RUNS_DIR = "runs"
+
+
+def _matplotlib_cache_dir() -> str | None:
+    """A folder of this user's own for matplotlib's font cache (built once per machine by
+    the fork server): ``$XDG_CACHE_HOME/cnnlab/matplotlib``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(root, "cnnlab", "matplotlib")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return path
+
+
 def _minimal_env(workdir: str) -> dict[str, str]:
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -194,6 +210,11 @@ def _minimal_env(workdir: str) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # who the student is to libraries that ask (torch._dynamo's cache folder): without
+        # these, getpass reads /etc/passwd and tries nscd's socket
+        "LOGNAME": "student",
+        "USER": "student",
+        "MPLBACKEND": "Agg",
     }
 
 
@@ -380,13 +401,16 @@ class Sandbox:
             try:
                 self._base = Path(tempfile.mkdtemp(prefix="cnnlab-sandbox-", dir=self._workroot))
                 os.chmod(self._base, 0o711)  # an unprivileged child may pass, not list
+                (self._base / RUNS_DIR).mkdir(mode=0o711)
             except OSError as exc:
                 raise GraderFailure(f"cannot create the sandbox's temporary folder: {exc}") from exc
         config = {
             "preload_torch": self.preload_torch,
             "off": sorted(self.layers_off),
-            "forbidden": [*self.forbidden, str(self._base)],
+            "forbidden": [*self.forbidden, str(self._base / "forkserver.log")],
             "drop_to": list(self.drop_to) if self.drop_to else None,
+            "runs_dir": str(self._base / RUNS_DIR),
+            "mplconfigdir": _matplotlib_cache_dir(),
         }
         self._server = _Server(config, self._base)
 
@@ -526,7 +550,7 @@ class Sandbox:
         wall_limit = float(self.limits.wall_s if timeout_s is None else timeout_s)
         cpu_limit = max(float(self.limits.cpu_s), wall_limit if timeout_s is not None else 0.0)
         self._runs += 1
-        workdir = self._base / f"run-{self._runs:05d}"
+        workdir = self._base / RUNS_DIR / f"run-{self._runs:05d}"
         try:
             self._write_inputs(workdir, submission, cases)
         except caseio.CaseEncodingError:
