@@ -6,6 +6,7 @@ import click
 
 from grader import __version__
 from grader.commands.batch import batch
+from grader.commands.doctor import doctor
 from grader.commands.export import export
 from grader.commands.generate import generate_command
 from grader.commands.grade import grade_command
@@ -35,6 +36,7 @@ main.add_command(export)
 main.add_command(release_command)
 main.add_command(pretrain)
 main.add_command(saliency)
+main.add_command(doctor)
 
 
 if __name__ == "__main__":  # python -m grader.cli

@@ -140,6 +140,7 @@ class _Server:
             tuple(drop_to) if drop_to else None,
             config.get("runs_dir") or os.getcwd(),
             config.get("extra_ro", ()),
+            config.get("uid_why"),
         )
 
     def ready(self) -> dict[str, Any]:

@@ -184,6 +184,7 @@ def prepare(
     drop_to: tuple[int, int] | None,
     runs_dir: str,
     extra_ro: Iterable[str] = (),
+    uid_why: str | None = None,
 ) -> tuple[Plan, Resources]:
     """Server side, once: what this machine supports (minus ``off``), and the resources.
 
@@ -219,11 +220,9 @@ def prepare(
         if why:
             plan.missing("seccomp", why)
     if drop_to is None and "uid" in plan.on:
-        plan.missing("uid", "not root, or the Python runtime is not readable by 'nobody'")
+        plan.missing("uid", uid_why or "not root, or the runtime is not readable by 'nobody'")
     elif drop_to is not None and "uid" in plan.on:
         plan.uid = [drop_to[0], drop_to[1]]
-    if "capabilities" in plan.on and privileges.capabilities("CapEff") == 0:
-        pass  # an unprivileged grader: its children have no capability to begin with
     results = _probe_child(plan, res)
     for name, reason in results.items():
         if reason and name in plan.on:
@@ -309,3 +308,47 @@ def _probe_child(plan: Plan, res: Resources) -> dict[str, str]:
     except ValueError:
         out["seccomp"] = "the probe child died"
     return out
+
+
+def filesystem_layer_probe() -> str | None:
+    """Whether the filesystem layer (Landlock) holds here, tried for real and cheaply: a
+    forked child restricts itself to nothing and must then be refused reading ``/``.
+
+    Returns ``None`` when it holds, else why not (for the ``--allow-weak-sandbox`` gate of
+    ``cnnlab batch``, the Gradescope autograder and ``cnnlab grade``'s one-line note).
+    """
+    try:
+        off = layers_off_from_env()
+    except ValueError as exc:
+        return str(exc)
+    if "landlock" in off:
+        return f"switched off (${LAYERS_OFF_ENV})"
+    abi = filesystem.abi_version()
+    if abi <= 0:
+        return "the kernel has no Landlock (Linux 5.13+ with landlock in lsm=), or it is blocked"
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_fd)
+            ruleset = filesystem.create_ruleset(abi)
+            _libc.no_new_privs()
+            filesystem.restrict_self(ruleset)
+            try:
+                os.listdir("/")
+            except PermissionError:
+                code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(write_fd, str(exc).encode()[:500])
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    message = b""
+    while chunk := os.read(read_fd, 4096):
+        message += chunk
+    os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    return f"Landlock could not be applied ({message.decode(errors='replace') or 'no refusal'})"

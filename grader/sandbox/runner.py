@@ -150,6 +150,19 @@ def default_forbidden_paths() -> list[Path]:
     return [p.resolve() for p in paths]
 
 
+def _why_no_unprivileged_user() -> str:
+    if os.geteuid() != 0:
+        return "the grader does not run as root (its children are unprivileged already)"
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return "there is no 'nobody' user"
+    return (
+        "the Python runtime, numpy or torch is not readable by 'nobody' (e.g. a pyenv under "
+        "a 0700 /root): the child keeps uid 0, without any capability"
+    )
+
+
 def _unprivileged_user() -> tuple[int, int] | None:
     """(uid, gid) of ``nobody`` when running as root and ``nobody`` could run Python here.
 
@@ -409,6 +422,7 @@ class Sandbox:
             "off": sorted(self.layers_off),
             "forbidden": [*self.forbidden, str(self._base / "forkserver.log")],
             "drop_to": list(self.drop_to) if self.drop_to else None,
+            "uid_why": None if self.drop_to else _why_no_unprivileged_user(),
             "runs_dir": str(self._base / RUNS_DIR),
             "mplconfigdir": _matplotlib_cache_dir(),
         }
