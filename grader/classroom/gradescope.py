@@ -121,6 +121,8 @@ class AutograderConfig:
         id_field: the field of ``submission_metadata.json``'s users that is the student id
             (``email`` or ``sid``).
         cnnlab_version: the version that built the zip.
+        allow_weak_sandbox: grade even where the sandbox has no filesystem layer (then
+            every results.json says so); otherwise such a container gives no score.
     """
 
     assignment: str
@@ -128,6 +130,7 @@ class AutograderConfig:
     seed: int | None
     id_field: str = DEFAULT_ID_FIELD
     cnnlab_version: str = __version__
+    allow_weak_sandbox: bool = False
 
     def __post_init__(self) -> None:
         if self.id_field not in ID_FIELDS:
@@ -145,6 +148,7 @@ class AutograderConfig:
                     "per_student_seeds": self.seed is None,
                     "id_field": self.id_field,
                     "cnnlab_version": self.cnnlab_version,
+                    "allow_weak_sandbox": self.allow_weak_sandbox,
                 },
                 indent=2,
             )
@@ -160,6 +164,7 @@ class AutograderConfig:
             seed=None if doc.get("seed") is None else int(doc["seed"]),
             id_field=str(doc.get("id_field", DEFAULT_ID_FIELD)),
             cnnlab_version=str(doc.get("cnnlab_version", "")),
+            allow_weak_sandbox=bool(doc.get("allow_weak_sandbox", False)),
         )
 
 
@@ -470,6 +475,19 @@ def run_autograder(root: str | Path) -> int:
         _write_json(results, _failure_results(proc.stderr.strip() or "no seed"))
         return 3
     seed = int(proc.stdout.strip())
+    from grader.sandbox.layers import filesystem_layer_probe
+
+    weak = filesystem_layer_probe()
+    if weak and not config.allow_weak_sandbox:
+        _write_json(
+            results,
+            _failure_results(
+                f"this grading container has no filesystem sandbox layer ({weak}); the "
+                "instructor can run `cnnlab doctor` in it, or export the autograder with "
+                "--allow-weak-sandbox to grade anyway"
+            ),
+        )
+        return 3
     message = ""
     for _attempt in range(2):
         with tempfile.TemporaryDirectory(prefix="cnnlab-gs-") as tmp:
@@ -478,6 +496,11 @@ def run_autograder(root: str | Path) -> int:
             # The grade process has exited: so has every child that ran student code.
             if code in (0, 1) and (work / "gradescope.json").is_file():
                 doc = json.loads((work / "gradescope.json").read_text(encoding="utf-8"))
+                if weak:
+                    doc.setdefault("extra_data", {})["weak_sandbox"] = weak
+                    doc["output"] = f"Note: graded in a weak sandbox ({weak}).\n\n" + str(
+                        doc.get("output", "")
+                    )
                 _write_json(results, doc)
                 return 0
             if code == 2:

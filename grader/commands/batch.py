@@ -74,6 +74,12 @@ EXIT_INTERRUPTED = 130
     help="Seconds after which a grading worker stuck on one submission is killed (a grader "
     "fault, recorded as grader_error). Default: twice the exercises' time limits + 60 s.",
 )
+@click.option(
+    "--allow-weak-sandbox",
+    is_flag=True,
+    help="Grade even where the sandbox has no filesystem layer (see `cnnlab doctor`); every "
+    "report then says so. Without it such a machine refuses to grade for credit.",
+)
 @translate_errors
 def batch(
     submissions: Path,
@@ -85,6 +91,7 @@ def batch(
     exercises: tuple[str, ...],
     assignment: str | None,
     submission_timeout: float | None,
+    allow_weak_sandbox: bool = False,
 ) -> None:
     """Grade a class: one submission per student in SUBMISSIONS.
 
@@ -115,6 +122,7 @@ def batch(
 
     if seed is not None and secret_file is not None:
         raise ConfigError("give --seed N (one seed for everyone) or --secret-file, not both")
+    weak = _weak_sandbox_gate(allow_weak_sandbox)
     if seed is not None:
         policy = batchlib.SeedPolicy(fixed=seed)
     else:
@@ -172,7 +180,11 @@ def batch(
             for r in rows
         }
         missing = [r for r in rows if (r.student, r.assignment) not in present]
-        csv_path = write_atomic(out_dir / "grades.csv", to_csv(rows, names, this_run=this_run))
+        csv_text = to_csv(rows, names, this_run=this_run)
+        if weak:
+            csv_text = _with_weak_column(csv_text, weak)
+            _mark_feedback_weak(out_dir / "feedback", weak)
+        csv_path = write_atomic(out_dir / "grades.csv", csv_text)
         batchlib.feedback_index(out_dir / "feedback", rows)
         png_path = None
         if rows:
@@ -191,6 +203,8 @@ def batch(
         f"{summary.wall_s:.1f} s ({summary.skipped_resume} skipped as already graded, "
         f"{summary.unreadable} unreadable, {summary.retried} retried){mean}"
     )
+    if weak:
+        click.echo(f"WEAK SANDBOX: {weak} (said in grades.csv and every feedback file)", err=True)
     click.echo(f"gradebook: {out_dir / 'gradebook.sqlite'}")
     click.echo(f"grades:    {csv_path}")
     if png_path is not None:
@@ -333,3 +347,56 @@ class _Progress:
                 highlight=False,
                 markup=False,
             )
+
+
+#: What a report says when grading ran without the filesystem layer.
+WEAK_NOTE = "graded in a weak sandbox"
+
+
+def _weak_sandbox_gate(allowed: bool) -> str | None:
+    """``None`` when the sandbox's filesystem layer holds here; else, with
+    ``--allow-weak-sandbox``, the note every report carries; without it, a refusal."""
+    from grader.sandbox.layers import filesystem_layer_probe
+
+    reason = filesystem_layer_probe()
+    if reason is None:
+        return None
+    if not allowed:
+        raise ConfigError(
+            f"refusing to grade for credit: the sandbox has no filesystem layer here ({reason}), "
+            "so a student's code could read the reference and classmates' files. Run "
+            "`cnnlab doctor` for details; grade on a machine where it holds (Linux 5.13+), or "
+            "pass --allow-weak-sandbox to grade anyway (every report will say so)"
+        )
+    return f"{WEAK_NOTE}: {reason}"
+
+
+def _with_weak_column(csv_text: str, note: str) -> str:
+    """``csv_text`` with a ``sandbox`` column holding ``note`` on every row."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(csv_text)))
+    if not rows:
+        return csv_text
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*rows[0], "sandbox"])
+    for row in rows[1:]:
+        writer.writerow([*row, note])
+    return out.getvalue()
+
+
+def _mark_feedback_weak(folder: Path, note: str) -> None:
+    """Put ``note`` under the title of every feedback file (each rewritten atomically; the
+    owner line stays first)."""
+    from grader.classroom.gradebook import write_atomic
+
+    line = f"> **Note:** {note}."
+    for path in sorted(folder.rglob("*.md")) if folder.is_dir() else []:
+        lines = path.read_text(encoding="utf-8").split("\n")
+        if line in lines:
+            continue
+        title = next((i for i, text in enumerate(lines) if text.startswith("# ")), 0)
+        lines[title + 1 : title + 1] = ["", line]
+        write_atomic(path, "\n".join(lines))

@@ -13,6 +13,7 @@ attack got through; 3 the sandbox could not run at all.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import textwrap
@@ -67,7 +68,7 @@ def doctor() -> None:
     from rich.table import Table
 
     from grader.errors import GraderFailure
-    from grader.sandbox.layers import DESCRIPTIONS, LAYERS
+    from grader.sandbox.layers import DESCRIPTIONS, LAYERS, Plan
     from grader.sandbox.runner import Limits, Sandbox
     from grader.submission import load_submission
 
@@ -78,7 +79,8 @@ def doctor() -> None:
             tempfile.TemporaryDirectory(prefix="cnnlab-doctor-", dir=_outside_tmp()) as scratch,
             Sandbox(Limits(wall_s=30, cpu_s=30), layers_off={"audit"}) as bare,
         ):
-            plan = bare.plan  # the audit hook is left out of the probe run only
+            # the audit hook is left out of the probe run only (a copy: the run checks its own)
+            plan = Plan.from_json(json.loads(json.dumps(bare.plan.to_json())))
             plan.on["audit"] = True
             plan.why_not.pop("audit", None)
             memory = bare.memory.describe()

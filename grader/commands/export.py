@@ -69,6 +69,12 @@ def export() -> None:
     type=click.Path(path_type=Path),
     help="A cnnlab wheel or sdist to ship; default: built from this source checkout.",
 )
+@click.option(
+    "--allow-weak-sandbox",
+    is_flag=True,
+    help="Let the autograder grade even where its container has no filesystem sandbox layer "
+    "(every results.json then says so). Without it such a container gives no score.",
+)
 @translate_errors
 def gradescope(
     out: Path,
@@ -78,6 +84,7 @@ def gradescope(
     assignment: str,
     id_field: str,
     wheel: Path | None,
+    allow_weak_sandbox: bool = False,
 ) -> None:
     """Build a Gradescope autograder zip (setup.sh, run_autograder, a cnnlab wheel).
 
@@ -108,6 +115,7 @@ def gradescope(
         exercises=tuple(s.name for s in specs) if exercises else (),
         seed=seed,
         id_field=id_field,
+        allow_weak_sandbox=allow_weak_sandbox,
     )
     path = exportlib.build_autograder(out, config=config, secret=secret, wheel=wheel)
     size_mb = path.stat().st_size / 1e6

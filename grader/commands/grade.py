@@ -142,6 +142,15 @@ def grade_command(
         "--junit": lambda: render.junit_xml(result),
     }
     render.print_table(result, path=path)
+    from grader.sandbox.layers import filesystem_layer_probe
+
+    weak = filesystem_layer_probe()
+    if weak:  # a self-check runs with what there is; one line says so
+        click.echo(
+            f"note: weak sandbox here ({weak}); fine for checking your own work, "
+            "`cnnlab doctor` tells more",
+            err=True,
+        )
     for opt, target in targets.items():
         render.write_report(target, texts[opt]())
         click.echo(f"wrote {target}")
