@@ -519,6 +519,17 @@ def _pictures(prepared: PreparedExercise, failures: Sequence[_Failure]) -> tuple
 # ----------------------------------------------------------------------------- running
 
 
+def output_bound(prepared: PreparedExercise) -> int:
+    """The most bytes of arrays the child may return for one case: generous room around the
+    expected outputs' size (a wrong shape or dtype must still be read back to be explained),
+    and a hard bound before the parent decompresses anything (SECURITY 36)."""
+    largest = max(
+        (sum(np.asarray(v).nbytes for v in c.expected.values()) for c in prepared.cases),
+        default=0,
+    )
+    return 16 * largest + (1 << 20)
+
+
 def run_exercise(runner: Any, submission: Submission, prepared: PreparedExercise) -> Result:
     """Run and evaluate one exercise; a grader failure is retried once, then ``grader_error``."""
     reason = ""
@@ -532,6 +543,7 @@ def run_exercise(runner: Any, submission: Submission, prepared: PreparedExercise
                 cases=[copy.deepcopy(c.inputs) for c in prepared.cases],
                 module_hint=prepared.module_hint,
                 timeout_s=prepared.timeout_s,
+                max_output_bytes=output_bound(prepared),
             )
             return evaluate(prepared, outcome)
         except GraderFailure as exc:
@@ -762,6 +774,7 @@ class InProcessRunner:
         cases: list[dict],
         module_hint: str | None = None,
         timeout_s: float | None = None,
+        max_output_bytes: int | None = None,
     ) -> RunOutcome:
         """Run ``harness`` on every case in this process (no limits, no isolation)."""
         from grader.sandbox.harness import (

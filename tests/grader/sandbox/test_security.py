@@ -187,7 +187,10 @@ def group_alive(pgid: int) -> list[int]:
 def test_every_security_case_has_a_fixture():
     numbers = {int(p.name[4:6]) for p in FIXTURES.iterdir() if p.name.startswith("case")}
     assert (FIXTURES / "case09_broken_modules" / "shapes.py").is_file()
-    assert numbers == set(range(1, 26))
+    # 1-25 here; 29-36, 39, 40 in test_kernel_layers.py; 37 (hostile submission files) and
+    # 38 (report injection) belong to the submission and classroom tests
+    assert set(range(1, 26)) <= numbers
+    assert numbers - set(range(1, 26)) <= set(range(29, 41)) - {37, 38}
     tested = {row.case for row in TABLE} | {24}  # 24 is engine level (fresh seeds)
     assert tested == set(range(1, 26))
 
