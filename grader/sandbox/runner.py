@@ -306,7 +306,13 @@ class _Server:
             raise GraderFailure(f"garbled message from the fork server: {line[:200]!r}") from exc
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.proc.poll() is not None:
+            return False
+        try:  # a process that was killed but not yet torn down is not alive either
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as fh:
+                return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+        except (OSError, IndexError):
+            return False
 
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -323,6 +329,10 @@ class _Server:
         with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL does not fail
             self.proc.wait(timeout=10)
         self._log.close()
+
+
+class _ServerGone(GraderFailure):
+    """The fork server was found dead before it started the run's child."""
 
 
 def _kill_group(pid: int, init: int = 0) -> None:
@@ -601,7 +611,14 @@ class Sandbox:
         }
         oom_before = self.memory.oom_kills()
         try:
-            report, timed_out = self._exchange(server, request, wall_limit)
+            try:
+                report, timed_out = self._exchange(server, request, wall_limit)
+            except _ServerGone:  # it died between runs (killed, or out of memory): restart once
+                self._discard_server()
+                self.start()
+                assert self._server is not None
+                server = self._server
+                report, timed_out = self._exchange(server, request, wall_limit)
             report["oom_killed"] = self.memory.oom_kills() > oom_before
             report["memory_message"] = memory_message
             outcome = self._collect(
@@ -624,8 +641,13 @@ class Sandbox:
     def _exchange(
         self, server: _Server, request: dict[str, Any], wall_limit: float
     ) -> tuple[dict[str, Any], bool]:
-        server.send(request)
-        started = server.read(SERVER_REPLY_S)
+        try:
+            server.send(request)
+            started = server.read(SERVER_REPLY_S)
+        except GraderFailure as exc:
+            if server.alive():
+                raise
+            raise _ServerGone(str(exc)) from exc
         if started.get("event") != "started":
             raise GraderFailure(f"the fork server did not start a child: {started or 'no reply'}")
         pid = int(started["pid"])
