@@ -351,7 +351,8 @@ def child_main(req: dict[str, Any], sync_fd: int, plan: Any = None, res: Any = N
             os.write(sync_fd, b"E" + f"{type(exc).__name__}: {exc}".encode()[:2000])
         finally:
             os._exit(86)
-    os.write(sync_fd, SETUP_OK + json.dumps(done).encode())
+    report = {"layers": done, "seconds": layers.TIMES}
+    os.write(sync_fd, SETUP_OK + json.dumps(report).encode())
     os.close(sync_fd)
     try:
         if with_audit:

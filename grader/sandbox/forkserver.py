@@ -170,6 +170,7 @@ class _Server:
                 pid, init = self.res.pidns.fork(wall + BACKSTOP_MARGIN_S)
             else:
                 pid = os.fork()
+            spawned = time.monotonic() - t0
         except OSError as exc:
             os.close(read_fd)
             os.close(write_fd)
@@ -193,8 +194,10 @@ class _Server:
                 os.kill(init, signal.SIGKILL)
         processes.kill_group(pid)  # everything it started dies with it (same group)
         _, status, usage = os.wait4(pid, 0)
+        t_reap = time.monotonic()
         if init:
             processes.kill_init(init)  # reaped only once the namespace is empty
+        init_reap = time.monotonic() - t_reap
         wall = time.monotonic() - t0
         setup = b""
         while chunk := os.read(read_fd, 65536):
@@ -206,6 +209,8 @@ class _Server:
             "wall_s": wall,
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "maxrss_kb": usage.ru_maxrss,
+            "spawn_s": spawned,
+            "init_reap_s": init_reap,
             "setup": setup.decode("utf-8", errors="replace"),
             "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,

@@ -669,13 +669,15 @@ class Sandbox:
                 f"the sandboxed child could not set itself up: {setup[1:] or 'no report'}"
             )
         try:
-            in_place = json.loads(setup[1:] or "[]")
-        except ValueError as exc:
+            setup_report = json.loads(setup[1:] or "{}")
+            in_place = list(setup_report["layers"])
+        except (ValueError, KeyError, TypeError) as exc:
             raise GraderFailure(f"garbled set-up report from the child: {setup[:200]!r}") from exc
         missing = sorted(set(server.plan.on) - set(in_place))
         if missing:  # fail closed: a layer this machine has was not put in place
             raise GraderFailure(f"the sandboxed child lacks the layer(s) {', '.join(missing)}")
         report["layers"] = in_place
+        report["setup_s"] = setup_report.get("seconds", {})
         report["init"] = init
         return report, timed_out
 
