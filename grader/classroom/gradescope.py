@@ -437,6 +437,14 @@ def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> 
         args += ["-e", name]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_COURSE_SECRET")}
     env[ASSIGNED_SEED_ENV] = str(seed)  # not on the command line: /proc/PID/cmdline is public
+    if _single_use(root):
+        from grader.sandbox.filesystem import SINGLE_USE_ENV
+        from grader.sandbox.runner import LOCK_EXTRA_ENV
+
+        # Gradescope's container serves this one submission: once the expected outputs are
+        # computed, the sandbox may lock the reference, the grader and the wheel away.
+        env[SINGLE_USE_ENV] = "1"
+        env[LOCK_EXTRA_ENV] = str(root / "source")
     try:
         proc = subprocess.run(
             args, capture_output=True, text=True, errors="replace", env=env, timeout=GRADE_TIMEOUT_S
@@ -446,6 +454,12 @@ def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> 
     sys.stdout.write(proc.stdout[-20000:])
     sys.stderr.write(proc.stderr[-20000:])
     return proc.returncode, proc.stderr.strip()
+
+
+def _single_use(root: Path) -> bool:
+    """Whether this is Gradescope's own single-use container (``/autograder``), never a
+    simulated root on a machine that outlives the run (tests, an instructor's laptop)."""
+    return root.resolve() == Path("/autograder")
 
 
 def run_autograder(root: str | Path) -> int:
@@ -475,9 +489,11 @@ def run_autograder(root: str | Path) -> int:
         _write_json(results, _failure_results(proc.stderr.strip() or "no seed"))
         return 3
     seed = int(proc.stdout.strip())
-    from grader.sandbox.layers import filesystem_layer_probe
+    from grader.sandbox.layers import filesystem_layer_probe, lockdown_possible
 
     weak = filesystem_layer_probe()
+    if weak and _single_use(root) and lockdown_possible():
+        weak = None  # the grade process locks the reference away and runs children as nobody
     if weak and not config.allow_weak_sandbox:
         _write_json(
             results,

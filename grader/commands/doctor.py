@@ -68,7 +68,7 @@ def doctor() -> None:
     from rich.table import Table
 
     from grader.errors import GraderFailure
-    from grader.sandbox.layers import DESCRIPTIONS, LAYERS, Plan
+    from grader.sandbox.layers import DESCRIPTIONS, FILESYSTEM_LAYERS, LAYERS, Plan
     from grader.sandbox.runner import Limits, Sandbox
     from grader.submission import load_submission
 
@@ -122,12 +122,12 @@ def doctor() -> None:
                     failed_attack = True
         else:
             reason = plan.why_not.get(layer, "not available")
-            colour = "yellow" if layer not in ("landlock",) else "red"
+            colour = "red" if layer == "landlock" else "yellow"
             state = f"[{colour}]missing[/{colour}]: {reason}"
         table.add_row(layer, DESCRIPTIONS[layer], state)
     console.print(table)
     console.print(f"memory: {memory}")
-    if not plan.has("landlock"):
+    if not any(plan.has(layer) for layer in FILESYSTEM_LAYERS):
         console.print(
             "[red]weak sandbox:[/red] without the filesystem layer a determined student can "
             "read the reference and classmates' files. `cnnlab batch` and the Gradescope "

@@ -469,3 +469,33 @@ def private_mounts(keep: str, new_proc: bool) -> None:
     _mount_setattr(workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, 0, False)
     if new_proc:
         _libc.mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+
+
+# --------------------------------------------------------------------------- single-use lockdown
+
+#: Set (to ``1``) by the Gradescope autograder in its single-use container only: the sandbox
+#: may then lock the reference away for good once the expected outputs are computed.
+SINGLE_USE_ENV = "CNNLAB_SINGLE_USE_CONTAINER"
+
+
+def lock_down(paths: Iterable[str]) -> list[str]:
+    """Make each of ``paths`` unreachable for every user but its owner (``chmod go-rwx`` on
+    the path itself: a folder that others cannot search hides all it holds). For a
+    **single-use grading container** without Landlock: once the expected outputs are
+    computed, the reference, the grader's own files, the wheel and the secret are locked, and
+    the child runs as an unprivileged uid. Never call it on a machine that outlives the
+    grading. Returns the paths locked."""
+    locked = []
+    for path in paths:
+        try:
+            mode = os.stat(path, follow_symlinks=False).st_mode
+        except OSError:
+            continue
+        if stat.S_ISLNK(mode):
+            continue
+        try:
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+        except OSError:
+            continue
+        locked.append(path)
+    return locked

@@ -141,6 +141,7 @@ class _Server:
             config.get("runs_dir") or os.getcwd(),
             config.get("extra_ro", ()),
             config.get("uid_why"),
+            bool(config.get("lockdown")),
         )
 
     def ready(self) -> dict[str, Any]:

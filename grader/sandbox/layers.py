@@ -31,6 +31,7 @@ from grader.sandbox import _libc, filesystem, limits, privileges, processes, sys
 #: Every layer, in the order a reader meets them in docs/security.md.
 LAYERS = (
     "landlock",
+    "lockdown",
     "mount_ns",
     "pid_ns",
     "net_ns",
@@ -44,6 +45,7 @@ LAYERS = (
 #: What each layer is, in a few words (``cnnlab doctor``).
 DESCRIPTIONS = {
     "landlock": "filesystem allow-list (Landlock)",
+    "lockdown": "single-use container: reference locked away, child unprivileged",
     "mount_ns": "private mounts: read-only /, own /tmp, /dev/shm, /proc",
     "pid_ns": "PID namespace per run (everything dies with the run)",
     "net_ns": "network namespace without interfaces",
@@ -54,8 +56,8 @@ DESCRIPTIONS = {
     "rlimits": "resource limits (CPU, memory, files, processes)",
     "audit": "in-process audit hook (a convenience, not a barrier)",
 }
-#: The layers that keep the reference and classmates' files unreadable.
-FILESYSTEM_LAYERS = ("landlock",)
+#: The layers that keep the reference and classmates' files unreadable (either is enough).
+FILESYSTEM_LAYERS = ("landlock", "lockdown")
 LAYERS_OFF_ENV = "CNNLAB_SANDBOX_LAYERS_OFF"
 
 
@@ -173,6 +175,10 @@ def enter(
         step("rlimits", limits.set_rlimits, rlimits)
     if plan.uid is not None and plan.has("uid"):
         step("uid", privileges.become, plan.uid[0], plan.uid[1], workdir)
+    if plan.has("lockdown"):  # the parent locked the reference away; it holds for non-root
+        if os.geteuid() == 0:
+            raise OSError(None, "layer lockdown: the child still runs as root")
+        done.append("lockdown")
     if plan.has("capabilities"):
         step("capabilities", privileges.drop_capabilities)
     if plan.has("landlock"):
@@ -194,6 +200,7 @@ def prepare(
     runs_dir: str,
     extra_ro: Iterable[str] = (),
     uid_why: str | None = None,
+    locked: bool = False,
 ) -> tuple[Plan, Resources]:
     """Server side, once: what this machine supports (minus ``off``), and the resources.
 
@@ -228,6 +235,12 @@ def prepare(
         why = syscalls.available()
         if why:
             plan.missing("seccomp", why)
+    if "lockdown" in plan.on and not (locked and drop_to is not None):
+        plan.missing(
+            "lockdown",
+            "only in a single-use grading container (the Gradescope autograder) whose child "
+            "runs as an unprivileged uid",
+        )
     if drop_to is None and "uid" in plan.on:
         plan.missing("uid", uid_why or "not root, or the runtime is not readable by 'nobody'")
     elif drop_to is not None and "uid" in plan.on:
@@ -333,6 +346,8 @@ def filesystem_layer_probe() -> str | None:
     if "landlock" in off:
         return f"switched off (${LAYERS_OFF_ENV})"
     abi = filesystem.abi_version()
+    if abi <= 0 and os.environ.get(filesystem.SINGLE_USE_ENV) == "1" and lockdown_possible():
+        return None  # the single-use container locks the reference away instead
     if abi <= 0:
         return "the kernel has no Landlock (Linux 5.13+ with landlock in lsm=), or it is blocked"
     read_fd, write_fd = os.pipe()
@@ -361,3 +376,21 @@ def filesystem_layer_probe() -> str | None:
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         return None
     return f"Landlock could not be applied ({message.decode(errors='replace') or 'no refusal'})"
+
+
+def lockdown_possible() -> bool:
+    """Whether this process could lock the reference away and run children as ``nobody``:
+    root, a ``nobody`` user, and a Python runtime that ``nobody`` can read."""
+    import pwd
+
+    import numpy
+
+    if os.geteuid() != 0:
+        return False
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return False
+    return privileges.runtime_readable_by_others(
+        [os.path.dirname(os.__file__), os.path.dirname(numpy.__file__)]
+    )

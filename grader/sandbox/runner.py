@@ -55,6 +55,7 @@ from grader.sandbox.child import (
     case_out,
     case_status,
 )
+from grader.sandbox.filesystem import SINGLE_USE_ENV
 from grader.sandbox.layers import FILESYSTEM_LAYERS, LAYERS, Plan, layers_off_from_env
 from grader.sandbox.limits import ContainerMemory
 from grader.sandbox.privileges import runtime_readable_by_others
@@ -194,6 +195,10 @@ def _library_dirs() -> list[str]:
     dirs.update(site.getsitepackages())
     return sorted(dirs)
 
+
+#: Extra paths (``os.pathsep``-separated) a single-use container locks away: the autograder's
+#: source folder with the wheel.
+LOCK_EXTRA_ENV = "CNNLAB_LOCK_DOWN"
 
 #: The folder of a sandbox's base that holds the current run's folder (and nothing else).
 RUNS_DIR = "runs"
@@ -400,6 +405,8 @@ class Sandbox:
         self._lock = threading.Lock()
         self._runs = 0
         self.memory = ContainerMemory.detect()
+        #: What was locked away for a single-use container (see :meth:`_single_use_lockdown`).
+        self.locked: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -427,7 +434,9 @@ class Sandbox:
                 (self._base / RUNS_DIR).mkdir(mode=0o711)
             except OSError as exc:
                 raise GraderFailure(f"cannot create the sandbox's temporary folder: {exc}") from exc
+        self._single_use_lockdown()
         config = {
+            "lockdown": bool(self.locked),
             "preload_torch": self.preload_torch,
             "off": sorted(self.layers_off),
             "forbidden": [*self.forbidden, str(self._base / "forkserver.log")],
@@ -437,6 +446,23 @@ class Sandbox:
             "mplconfigdir": _matplotlib_cache_dir(),
         }
         self._server = _Server(config, self._base)
+
+    def _single_use_lockdown(self) -> None:
+        """In a single-use grading container (``$CNNLAB_SINGLE_USE_CONTAINER=1``, set by the
+        Gradescope autograder) whose children run as an unprivileged uid: lock the reference,
+        the grader, ``solutions/``, the secret, cnnlab's install records, plugins and the
+        autograder's source folder (the wheel) away for good, before any child exists. The
+        expected outputs are computed by then (the engine prepares before it starts the
+        sandbox). A filesystem layer where Landlock is missing."""
+        if self.locked or os.environ.get(SINGLE_USE_ENV) != "1" or self.drop_to is None:
+            return
+        if "lockdown" in self.layers_off:
+            return
+        from grader.sandbox.filesystem import excluded_distributions, excluded_paths, lock_down
+
+        targets = [*self.forbidden, *sorted(excluded_paths(excluded_distributions()))]
+        targets += [p for p in os.environ.get(LOCK_EXTRA_ENV, "").split(os.pathsep) if p]
+        self.locked = lock_down(targets)
 
     @property
     def plan(self) -> Plan:
@@ -449,10 +475,11 @@ class Sandbox:
         """Why grading here is not safe for credit: one line per missing filesystem layer
         (empty when the reference, solutions and classmates are out of the child's reach)."""
         plan = self.plan
+        if any(plan.has(layer) for layer in FILESYSTEM_LAYERS):
+            return []
         return [
             f"no {layer} ({plan.why_not.get(layer, 'not available')})"
             for layer in FILESYSTEM_LAYERS
-            if not plan.has(layer)
         ]
 
     def close(self) -> None:

@@ -232,3 +232,58 @@ def test_matplotlib_is_harmless_in_a_submission(tmp_path):
     assert case.outputs["out"].item() == 16
     assert "thread" not in outcome.output
     assert elapsed < 30
+
+
+# ----------------------------------------------------------------------------- lockdown
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to 'nobody'")
+def test_lock_down_hides_the_reference_from_an_unprivileged_uid():
+    import pwd
+    import shutil
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    tmp_path = Path(tempfile.mkdtemp(prefix="cnnlab-lockdown-"))  # /tmp itself: reachable
+    tmp_path.chmod(0o755)
+    try:
+        _lock_down_case(tmp_path, nobody)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _lock_down_case(tmp_path: Path, nobody) -> None:
+    reference = tmp_path / "cnnref"
+    reference.mkdir(mode=0o755)
+    (reference / "shapes.py").write_text("REFERENCE = 1\n")
+    (reference / "shapes.py").chmod(0o644)
+    wheel = tmp_path / "cnnlab-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK")
+    wheel.chmod(0o644)
+
+    def readable_by_nobody(path: Path) -> bool:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                with open(path, "rb") as fh:
+                    fh.read(1)
+                os._exit(0)
+            except OSError:
+                os._exit(1)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        return os.WEXITSTATUS(status) == 0
+
+    if not readable_by_nobody(reference / "shapes.py"):
+        pytest.skip("the temporary folder is not reachable by 'nobody' here")
+    assert filesystem.lock_down([str(reference), str(wheel), str(tmp_path / "missing")]) == [
+        str(reference),
+        str(wheel),
+    ]
+    assert not readable_by_nobody(reference / "shapes.py")
+    assert not readable_by_nobody(wheel)
+    assert (reference / "shapes.py").read_text() == "REFERENCE = 1\n"  # root still reads it
