@@ -1,4 +1,10 @@
-"""The child's PEP 578 audit hook: the in-process half of the sandbox.
+"""The child's PEP 578 audit hook: a cheap first layer, and **not a barrier**.
+
+It turns the common mistakes and casual attempts into readable messages ("importing 'cnnref'
+is not allowed in graded code"). A determined student can switch it off from pure Python
+(``tests/fixtures/security/case29_disable_hook.py`` does): what holds then are the
+kernel-enforced layers (:mod:`grader.sandbox.layers`, docs/security.md).
+
 
 :func:`install` is called in the sandboxed child after it has set itself up (own session,
 temporary folder, resource limits, possibly an unprivileged uid) and before any student code
@@ -25,11 +31,12 @@ What it refuses (raising :class:`PermissionError` in the student's code):
 * ``sys.addaudithook`` (a student hook could observe the grader) and ``sys.setprofile``-style
   interpreter hooks are left alone: they only see the student's own process.
 
-What it cannot do is documented in ``docs/security.md``: C code (a compiled extension or a
-clever use of unaudited ``ctypes`` calls such as ``memmove`` on ``id()`` addresses) is not
-bound by audit hooks. The hard guarantees come from the process boundary: the reference,
-the expected outputs and the secret never exist in the child's memory, the parent compares,
-and the parent kills the whole process group.
+What it cannot do is documented in ``docs/security.md``: C code, raw memory writes (numpy's
+``__array_interface__``, unaudited ``ctypes`` calls) and Python's own introspection (a
+traceback's frames reach the hook's helper functions) can disable it. The guarantees come
+from the kernel layers and the process boundary: the reference, the expected outputs and
+the secret never exist in the child's memory, the parent compares, and the run's processes
+are killed as a whole.
 """
 
 from __future__ import annotations
