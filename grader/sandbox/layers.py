@@ -122,6 +122,10 @@ def _ns_flags(plan: Plan) -> int:
     return flags
 
 
+class LayerError(Exception):
+    """A layer of the plan could not be put in place in the child (a grader failure)."""
+
+
 #: Seconds each set-up step took in this child (``namespaces`` is the one ``unshare`` call
 #: for the mount, network and IPC namespaces); reported to the parent for the benchmark.
 TIMES: dict[str, float] = {}
@@ -140,8 +144,8 @@ def enter(
     ``after_mounts(*args)`` runs once the namespaces and mounts are in place and before the
     limits and privileges are dropped (the child's own files and descriptors).
 
-    Returns the layers in place. Raises OSError (or another exception) naming the layer that
-    failed: the caller reports it as a set-up failure (a grader failure).
+    Returns the layers in place. Raises :class:`LayerError` naming the layer that failed: the
+    caller reports it as a set-up failure (a grader failure).
     """
     done: list[str] = []
 
@@ -150,7 +154,7 @@ def enter(
         try:
             fn(*args)
         except Exception as exc:  # noqa: BLE001 - re-raised with the layer's name
-            raise OSError(getattr(exc, "errno", None), f"layer {layer}: {exc}") from exc
+            raise LayerError(f"layer {layer}: {exc}") from exc
         TIMES[layer] = time.perf_counter() - t0
         done.append(layer)
 
@@ -158,7 +162,7 @@ def enter(
     _libc.prctl(_libc.PR_SET_PDEATHSIG, 9)  # the server gone: SIGKILL (the init ends anyway)
     if plan.has("pid_ns"):
         if os.getpid() != 2:
-            raise OSError(None, f"layer pid_ns: the child is pid {os.getpid()}, not 2")
+            raise LayerError(f"layer pid_ns: the child is pid {os.getpid()}, not 2")
         done.append("pid_ns")
     flags = _ns_flags(plan)
     if flags:
@@ -177,13 +181,13 @@ def enter(
         step("uid", privileges.become, plan.uid[0], plan.uid[1], workdir)
     if plan.has("lockdown"):  # the parent locked the reference away; it holds for non-root
         if os.geteuid() == 0:
-            raise OSError(None, "layer lockdown: the child still runs as root")
+            raise LayerError("layer lockdown: the child still runs as root")
         done.append("lockdown")
     if plan.has("capabilities"):
         step("capabilities", privileges.drop_capabilities)
     if plan.has("landlock"):
         if res.landlock is None:
-            raise OSError(None, "layer landlock: the allow-list was not prepared")
+            raise LayerError("layer landlock: the allow-list was not prepared")
         step("landlock", filesystem.restrict, res.landlock)
     if plan.has("seccomp"):
         bpf = res.bpf_pid2 if os.getpid() == 2 and res.bpf_pid2 else None

@@ -287,3 +287,68 @@ def _lock_down_case(tmp_path: Path, nobody) -> None:
     assert not readable_by_nobody(reference / "shapes.py")
     assert not readable_by_nobody(wheel)
     assert (reference / "shapes.py").read_text() == "REFERENCE = 1\n"  # root still reads it
+
+
+# ----------------------------------------------------------------------------- fail closed
+
+
+def test_a_layer_that_cannot_be_put_in_place_fails_the_child_setup(tmp_path):
+    """A plan that promises Landlock without a prepared ruleset: the child refuses to go on
+    (in a forked child, as the fork server would run it)."""
+    from grader.sandbox import layers
+
+    plan = layers.Plan(on={"landlock": True}, landlock_abi=filesystem.abi_version() or 1)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_fd)
+            layers.enter(plan, layers.Resources(runs_dir=str(tmp_path)), str(tmp_path), None)
+            os.write(write_fd, b"entered")
+        except BaseException as exc:  # noqa: BLE001
+            os.write(write_fd, f"refused: {exc}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    message = os.read(read_fd, 1000).decode()
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    assert message.startswith("refused: layer landlock"), message
+
+
+class _StubServer:
+    """Answers like a fork server whose child reports fewer layers than the plan."""
+
+    def __init__(self, plan, layers_in_place):
+        self.plan = plan
+        self._replies = [
+            {"event": "started", "pid": 999999, "init": 0},
+            {
+                "event": "exited",
+                "pid": 999999,
+                "setup": "S" + __import__("json").dumps({"layers": layers_in_place}),
+                "code": 0,
+                "signal": None,
+            },
+        ]
+
+    def send(self, message):
+        pass
+
+    def read(self, timeout):
+        return self._replies.pop(0)
+
+    def alive(self):
+        return True
+
+
+def test_the_parent_refuses_a_run_with_a_layer_missing():
+    from grader.errors import GraderFailure
+    from grader.sandbox.layers import Plan
+
+    box = Sandbox(Limits(wall_s=1))
+    plan = Plan(on={"landlock": True, "seccomp": True, "audit": True})
+    with pytest.raises(GraderFailure, match="lacks the layer"):
+        box._exchange(_StubServer(plan, ["landlock", "audit"]), {}, 1.0)
+    report, _ = box._exchange(_StubServer(plan, ["landlock", "seccomp", "audit"]), {}, 1.0)
+    assert report["layers"] == ["landlock", "seccomp", "audit"]
