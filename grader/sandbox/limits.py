@@ -135,7 +135,23 @@ class ContainerMemory:
         return best
 
     def usage_bytes(self) -> int | None:
-        return None if self.usage_file is None else _read_int(self.usage_file)
+        """What the cgroup uses now, less the page cache the kernel can drop at once
+        (``inactive_file`` of ``memory.stat``, as ``docker stats`` counts it)."""
+        if self.usage_file is None:
+            return None
+        used = _read_int(self.usage_file)
+        if used is None:
+            return None
+        try:
+            stat_text = (self.usage_file.parent / "memory.stat").read_text(encoding="ascii")
+        except OSError:
+            return used
+        key = "total_inactive_file" if self.version == 1 else "inactive_file"
+        for line in stat_text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return max(0, used - int(value))
+        return used
 
     def headroom_mb(self) -> int | None:
         """MB a child may still allocate inside the limit (``None``: no limit known)."""
