@@ -178,6 +178,9 @@ def enter(
     if rlimits is not None and plan.has("rlimits"):
         step("rlimits", limits.set_rlimits, rlimits)
     if plan.uid is not None and plan.has("uid"):
+        if plan.has("capabilities"):
+            step("bounding_set", privileges.drop_bounding_set)
+            done.pop()
         step("uid", privileges.become, plan.uid[0], plan.uid[1], workdir)
     if plan.has("lockdown"):  # the parent locked the reference away; it holds for non-root
         if os.geteuid() == 0:

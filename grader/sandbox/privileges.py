@@ -64,10 +64,32 @@ def _last_cap() -> int:
         return 63
 
 
+CAP_SETPCAP = 8
+
+
+def drop_bounding_set() -> None:
+    """Empty the bounding and ambient sets (no later ``execve`` could regain a capability).
+    Needs ``CAP_SETPCAP``: call it before switching uid; a no-op without it."""
+    if not capabilities("CapEff") & (1 << CAP_SETPCAP):
+        return
+    for cap in range(_last_cap() + 1):
+        try:
+            _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # a capability this kernel does not have
+                raise
+    _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)
+
+
 def drop_capabilities() -> None:
-    """Empty every capability set of this process, bounding set included. Raises OSError."""
-    if capabilities("CapEff") == 0 and capabilities("CapPrm") == 0:
-        return  # an unprivileged process: nothing to drop, and no right to touch the bounding set
+    """Empty every capability set of this process, bounding set included, and (for uid 0)
+    lock the securebits so that root regains nothing. Raises OSError."""
+    held = capabilities("CapEff") or capabilities("CapPrm")
+    if not held and (os.geteuid() != 0 or capabilities("CapBnd") == 0):
+        return  # unprivileged: nothing left to drop (the bounding set went before setuid)
+    if not capabilities("CapEff") & (1 << CAP_SETPCAP):
+        _capset_zero()
+        return
     _libc.prctl(
         _libc.PR_SET_SECUREBITS,
         SECBIT_NOROOT
@@ -92,13 +114,16 @@ def _capset_zero() -> None:
     header = _CapHeader(_CAP_VERSION_3, 0)
     data = (_CapData * 2)()
     _libc.syscall(_libc.nr("capset"), ctypes.byref(header), data, what="capset")
-    if capabilities("CapEff") or capabilities("CapPrm") or capabilities("CapBnd"):
+    if capabilities("CapEff") or capabilities("CapPrm"):
         raise OSError(errno.EPERM, "capabilities are still held after dropping them")
+    if os.geteuid() == 0 and capabilities("CapBnd"):
+        raise OSError(errno.EPERM, "the bounding set is not empty")
 
 
 def become(uid: int, gid: int, workdir: str) -> None:
-    """Give ``workdir`` (and what is in it) to ``uid`` and switch to ``uid``/``gid`` for good.
-    Call before :func:`drop_capabilities` (it needs ``CAP_CHOWN``, ``CAP_SETUID``...)."""
+    """Give ``workdir`` (and what is in it) to ``uid`` and switch to ``uid``/``gid`` for good
+    (the kernel then clears every capability). Call after :func:`drop_bounding_set` and
+    before :func:`drop_capabilities` (it needs ``CAP_CHOWN``, ``CAP_SETUID``...)."""
     for entry in os.scandir(workdir):
         os.chown(entry.path, uid, gid, follow_symlinks=False)
     os.chown(workdir, uid, gid)
