@@ -442,15 +442,47 @@ def _move_mount(fd: int, target: str) -> None:
     )
 
 
-def private_mounts(keep: str, new_proc: bool) -> None:
+COVERED = ("/tmp", "/dev/shm")
+
+
+def runtime_under_covered() -> list[str]:
+    """The Python installation's folders that lie under ``/tmp`` or ``/dev/shm`` (a venv made
+    there): the private mounts put them back, read-only, or lazy imports would fail."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.__file__)}
+    candidates |= set(site_dirs())
+    found = sorted(
+        {
+            os.path.realpath(p)
+            for p in candidates
+            if any(_within(os.path.realpath(p), [c]) for c in COVERED)
+        }
+    )
+    return [p for p in found if not any(q != p and _within(p, [q]) for q in found)]
+
+
+def private_mounts(keep: str, new_proc: bool, keep_ro: Sequence[str] = ()) -> None:
     """In a fresh mount namespace (after ``unshare(CLONE_NEWNS)``): see the module doc.
 
     ``keep`` is the folder put back read-write at its own path: the Landlock rule names that
-    folder's inode (the sandbox's ``runs`` folder, holding only the current run)."""
-    workdir = keep
+    folder's inode (the sandbox's ``runs`` folder, holding only the current run). ``keep_ro``
+    are folders under ``/tmp`` or ``/dev/shm`` put back read-only (the runtime's, see
+    :func:`runtime_under_covered`)."""
     # nodev would break /dev/null itself; device nodes cannot be made anyway (seccomp,
     # Landlock), and the fresh tmpfs below are nodev.
     _mount_setattr("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, MS_PRIVATE, True)
+    ro_clones: list[tuple[str, int]] = []  # detached copies, read-only like their source now
+    try:
+        for path in keep_ro:
+            ro_clones.append((path, _clone_tree(path)))
+        _private_mounts(keep, new_proc, ro_clones)
+    finally:
+        for _, fd in ro_clones:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _private_mounts(keep: str, new_proc: bool, ro_clones: list[tuple[str, int]]) -> None:
+    workdir = keep
     keep = _clone_tree(workdir)  # a detached copy of the run folder, before /tmp is covered
     try:
         for target in ("/tmp", "/dev/shm"):
@@ -464,6 +496,10 @@ def private_mounts(keep: str, new_proc: bool) -> None:
             if exc.errno != errno.EROFS:
                 raise
         _move_mount(keep, workdir)
+        for path, fd in ro_clones:
+            with contextlib.suppress(FileExistsError):
+                os.makedirs(path)
+            _move_mount(fd, path)
     finally:
         os.close(keep)
     _mount_setattr(workdir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, MOUNT_ATTR_RDONLY, 0, False)

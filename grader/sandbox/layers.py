@@ -106,6 +106,7 @@ class Resources:
     """What the server prepared once for its children (never sent anywhere)."""
 
     runs_dir: str = ""
+    keep_ro: list[str] = field(default_factory=list)
     landlock: filesystem.Prepared | None = None
     pidns: processes.PidNamespaces | None = None
     bpf_pid2: bytes | None = None
@@ -172,7 +173,7 @@ def enter(
     TIMES.pop("mount_ns", None)
     if plan.has("mount_ns"):
         keep = res.runs_dir or os.path.dirname(workdir)
-        step("mount_ns", filesystem.private_mounts, keep, plan.has("pid_ns"))
+        step("mount_ns", filesystem.private_mounts, keep, plan.has("pid_ns"), res.keep_ro)
     if after_mounts is not None:
         after_mounts(*args)
     if rlimits is not None and plan.has("rlimits"):
@@ -218,7 +219,7 @@ def prepare(
     """
     off = frozenset(off)
     plan = Plan()
-    res = Resources(runs_dir=runs_dir)
+    res = Resources(runs_dir=runs_dir, keep_ro=filesystem.runtime_under_covered())
     for name in off:
         plan.why_not[name] = "switched off (tests/doctor)"
     want = [n for n in LAYERS if n not in off]
@@ -302,7 +303,7 @@ def _probe_child(plan: Plan, res: Resources) -> dict[str, str]:
                         report[name] = f"cannot unshare ({exc.strerror or exc})"
             if report.get("mount_ns") == "":
                 try:
-                    filesystem.private_mounts(res.runs_dir, False)
+                    filesystem.private_mounts(res.runs_dir, False, res.keep_ro)
                 except OSError as exc:
                     report["mount_ns"] = f"cannot set up the private mounts ({exc})"
             if plan.has("capabilities"):
