@@ -574,7 +574,7 @@ class Sandbox:
             target = code_dir / base
             target.write_text(source, encoding="utf-8")
             files[name] = str(target)
-        for rel, content in getattr(submission, "data", {}).items():
+        for rel, content in submission.data.items():
             if rel in used or "/" in rel or rel.startswith("."):
                 continue
             (code_dir / rel).write_bytes(content)
