@@ -7,8 +7,8 @@ to BPF once in the fork server (:func:`build`) and each child only loads those b
 
 * inspecting or signalling other processes: ``ptrace``, ``process_vm_readv``/``writev``,
   ``pidfd_open``/``pidfd_send_signal``/``pidfd_getfd``, ``kcmp``, ``process_madvise``;
-  ``kill``/``tgkill``/``tkill`` aimed at any pid but the child's own; ``prlimit64`` on
-  another process;
+  ``kill``/``tgkill``/``tkill`` aimed at any pid but the child's own; ``prlimit64``,
+  ``sched_set*``, ``setpriority`` and ``ioprio_set`` on another process;
 * starting processes or programs: ``fork``, ``vfork``, ``clone`` without ``CLONE_THREAD``
   (``clone3`` answers ``ENOSYS`` so that the C library falls back to ``clone``), ``execve``,
   ``execveat``; leaving the process group: ``setsid``, ``setpgid``;
@@ -74,6 +74,8 @@ DENIED = (
     "mount_setattr",
     "open_by_handle_at",
     "name_to_handle_at",
+    "statmount",
+    "listmount",
     # namespaces and identity
     "unshare",
     "setns",
@@ -100,6 +102,7 @@ DENIED = (
     "fanotify_init",
     "lookup_dcookie",
     "quotactl",
+    "quotactl_fd",
     "memfd_secret",
     "kexec_load",
     "kexec_file_load",
@@ -165,6 +168,10 @@ def build(own_pid: int) -> tuple[bytes, list[str]]:
     for name in OWN_PID_ONLY:
         rule(eperm, name, sc.Arg(0, sc.NE, own_pid))
     rule(eperm, "prlimit64", sc.Arg(0, sc.NE, 0))
+    for name in ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr"):
+        rule(eperm, name, sc.Arg(0, sc.NE, 0))  # only on itself (pid 0)
+    for name in ("setpriority", "ioprio_set"):
+        rule(eperm, name, sc.Arg(1, sc.NE, 0))  # (which, who): who 0 is itself
     rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, _libc.CLONE_THREAD, 0))
     rule(sc.ERRNO(errno.ENOSYS), "clone3")
     rule(eperm, "ioctl", sc.Arg(1, sc.EQ, TIOCSTI))
