@@ -47,13 +47,20 @@ class _CapData(ctypes.Structure):
     ]
 
 
-def capabilities(kind: str = "CapEff", pid: str = "self") -> int:
-    """A capability set of a process (``CapEff``, ``CapPrm``, ``CapBnd``...) as an integer."""
+def all_capabilities(pid: str = "self") -> dict[str, int]:
+    """Every capability set of a process (``CapEff``, ``CapPrm``, ``CapBnd``...), one read."""
+    out = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith(kind + ":"):
-                return int(line.split()[1], 16)
-    return 0
+            if line.startswith("Cap"):
+                name, value = line.split(":", 1)
+                out[name] = int(value.split()[0], 16)
+    return out
+
+
+def capabilities(kind: str = "CapEff", pid: str = "self") -> int:
+    """A capability set of a process (``CapEff``, ``CapPrm``, ``CapBnd``...) as an integer."""
+    return all_capabilities(pid).get(kind, 0)
 
 
 def _last_cap() -> int:
@@ -67,12 +74,16 @@ def _last_cap() -> int:
 CAP_SETPCAP = 8
 
 
+#: Read once, in the fork server (children need no /proc for it).
+LAST_CAP = _last_cap()
+
+
 def drop_bounding_set() -> None:
     """Empty the bounding and ambient sets (no later ``execve`` could regain a capability).
     Needs ``CAP_SETPCAP``: call it before switching uid; a no-op without it."""
     if not capabilities("CapEff") & (1 << CAP_SETPCAP):
         return
-    for cap in range(_last_cap() + 1):
+    for cap in range(LAST_CAP + 1):
         try:
             _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
         except OSError as exc:
@@ -84,10 +95,11 @@ def drop_bounding_set() -> None:
 def drop_capabilities() -> None:
     """Empty every capability set of this process, bounding set included, and (for uid 0)
     lock the securebits so that root regains nothing. Raises OSError."""
-    held = capabilities("CapEff") or capabilities("CapPrm")
-    if not held and (os.geteuid() != 0 or capabilities("CapBnd") == 0):
+    caps = all_capabilities()
+    held = caps.get("CapEff") or caps.get("CapPrm")
+    if not held and (os.geteuid() != 0 or caps.get("CapBnd", 0) == 0):
         return  # unprivileged: nothing left to drop (the bounding set went before setuid)
-    if not capabilities("CapEff") & (1 << CAP_SETPCAP):
+    if not caps.get("CapEff", 0) & (1 << CAP_SETPCAP):
         _capset_zero()
         return
     _libc.prctl(
@@ -100,7 +112,7 @@ def drop_capabilities() -> None:
         | SECBIT_NO_CAP_AMBIENT_RAISE
         | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
     )
-    for cap in range(_last_cap() + 1):
+    for cap in range(LAST_CAP + 1):
         try:
             _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
         except OSError as exc:
@@ -114,9 +126,10 @@ def _capset_zero() -> None:
     header = _CapHeader(_CAP_VERSION_3, 0)
     data = (_CapData * 2)()
     _libc.syscall(_libc.nr("capset"), ctypes.byref(header), data, what="capset")
-    if capabilities("CapEff") or capabilities("CapPrm"):
+    caps = all_capabilities()
+    if caps.get("CapEff") or caps.get("CapPrm"):
         raise OSError(errno.EPERM, "capabilities are still held after dropping them")
-    if os.geteuid() == 0 and capabilities("CapBnd"):
+    if os.geteuid() == 0 and caps.get("CapBnd"):
         raise OSError(errno.EPERM, "the bounding set is not empty")
 
 
