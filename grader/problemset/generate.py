@@ -990,20 +990,23 @@ def render_notebook(
     command: str = "generate",
 ) -> str:
     """The nbgrader notebook of a topic (``solution=True``: the nbgrader *source* version,
-    solutions between ``### BEGIN SOLUTION`` / ``### END SOLUTION``)."""
+    solutions between ``### BEGIN SOLUTION`` / ``### END SOLUTION``).
+
+    No cell names ``seed`` (nbgrader releases every cell except the solution regions): the
+    numbers of the questions come from it, the seed itself is configured where grading happens
+    (``CNNLAB_GRADING_SEED``, or ``grader.problemset.nbgrader_autograde``). ``student`` and
+    ``command`` are accepted for symmetry with :func:`render_topic` and do not change the text.
+    """
     env = template_env()
     questions = _question_views(specs, seed) if topic == QUESTIONS_TOPIC else []
     code = None if topic == QUESTIONS_TOPIC else notebook_code(specs)
     text = env.get_template("notebook.j2").render(
         topic=topic,
         title=topic_title(topic),
-        header=header_line(seed, student, command),
         solution=solution,
         specs=list(specs),
         code=code,
         questions=questions,
-        seed=seed,
-        hidden_seed=student is None and command == "generate",
         json=json,
     )
     return notebook_json(cells_from_template(text))

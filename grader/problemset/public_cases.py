@@ -69,10 +69,38 @@ def _write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def not_checked_message(name: str, entry: dict[str, Any] | None = None) -> str:
+    """What a student is told about an exercise the public cases do not check."""
+    what = (entry or {}).get("kind", "numeric question")
+    return (
+        f"{name} is a {what}: it has no public check here, because a public check would give "
+        "the answer away; your instructor checks it when grading"
+    )
+
+
+def load_not_checked(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """name -> ``{"name", "title", "points", "kind"}`` of the exercises the bundle holds but
+    its public cases do not check (the numeric questions); empty for an older manifest."""
+    try:
+        manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    entries = manifest.get("not_checked", [])
+    return {str(e["name"]): e for e in entries if isinstance(e, dict) and "name" in e}
+
+
 def save_prepared(
-    directory: str | os.PathLike[str], prepared: list[PreparedExercise], *, seed: int
+    directory: str | os.PathLike[str],
+    prepared: list[PreparedExercise],
+    *,
+    seed: int,
+    not_checked: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write ``prepared`` (made with ``seed``) to ``directory``; returns the manifest's path."""
+    """Write ``prepared`` (made with ``seed``) to ``directory``; returns the manifest's path.
+
+    ``not_checked`` lists the exercises of the problem set that have no public cases (each
+    ``{"name", "title", "points", "kind"}``), so that the bundle can say how they are checked.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
@@ -100,7 +128,12 @@ def save_prepared(
         save_npz(directory / filename, arrays)
         entry = {f: getattr(exercise, f) for f in _FIELDS}
         entries.append({**entry, "file": filename, "cases": cases})
-    manifest = {"format": FORMAT, "seed": int(seed), "exercises": entries}
+    manifest = {
+        "format": FORMAT,
+        "seed": int(seed),
+        "exercises": entries,
+        "not_checked": list(not_checked or []),
+    }
     path = directory / MANIFEST
     _write_text_atomic(path, json.dumps(manifest, indent=1) + "\n")
     return path

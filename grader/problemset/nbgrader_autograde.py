@@ -1,0 +1,244 @@
+"""``nbgrader autograde`` that grades cnnlab's check cells in the sandbox, without a kernel.
+
+nbgrader's autograde runs every submitted notebook in a Jupyter kernel (its ``Execute``
+preprocessor): a kernel start per notebook and, with cnnlab's check cells, a grading service
+per kernel; the student's code runs unsandboxed in that kernel as the instructor's user.
+:class:`ExecuteInSandbox` replaces ``Execute``: a notebook with cnnlab check cells is graded as
+``cnnlab grade <notebook>`` grades it, in one :class:`grader.sandbox.runner.Sandbox` kept warm
+for the whole ``nbgrader autograde`` run (every student and notebook), and each check cell gets
+the outputs a kernel-side check would show
+(:func:`grader.problemset.nbgrader_bridge.check_outputs`: cnnlab's feedback, then the points as
+the cell's value, which nbgrader records as partial credit). No student code runs in a kernel,
+so nothing a student defines can change what a check cell reports. A notebook without cnnlab
+check cells is executed by nbgrader's ``Execute`` as usual. The student's other cells are not
+run for display, so the autograded notebook shows no outputs for them.
+
+:class:`FlagGraderErrors` runs after ``SaveAutoGrades``: a check the grader itself could not
+grade (``grader_error``) has no auto score and is marked "needs manual grade", never a 0.
+
+Use it from ``nbgrader_config.py``::
+
+    from grader.problemset.nbgrader_autograde import configure_autograde
+    configure_autograde(c, seed=2026)   # the seed the notebooks were generated with
+
+Needs nbgrader (``pip install 'cnnlab[nbgrader]'``); never shipped in a student bundle.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbconvert.exporters.exporter import ResourcesDict
+from nbformat.notebooknode import NotebookNode, from_dict
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Integer
+from traitlets.config import Config
+
+from grader.problemset.nbgrader_bridge import (
+    SEED_ENV,
+    cell_points,
+    check_outputs,
+    notebook_checks,
+)
+
+#: ``resources`` key under which :class:`ExecuteInSandbox` lists the grade ids of checks the
+#: grader failed on, for :class:`FlagGraderErrors`.
+GRADER_ERRORS = "cnnlab_grader_errors"
+
+_SANDBOX: Any = None
+#: (seed, exercise) -> prepared exercise, for the whole autograde run (one seed for the class).
+_PREPARED: dict[tuple[int, str], Any] = {}
+
+
+def _sandbox() -> Any:
+    global _SANDBOX
+    if _SANDBOX is None:
+        from grader.sandbox.runner import Sandbox
+
+        _SANDBOX = Sandbox()
+        atexit.register(close_sandbox)
+    return _SANDBOX
+
+
+def close_sandbox() -> None:
+    """Stop the sandbox kept for this process (``atexit`` does it at the end of autograde)."""
+    global _SANDBOX
+    sandbox, _SANDBOX = _SANDBOX, None
+    if sandbox is not None:
+        sandbox.close()
+
+
+def _prepared(seed: int, names: list[str]) -> list[Any]:
+    from grader import engine, registry
+    from grader.results import Result
+
+    out = []
+    for spec in registry.select(names):
+        key = (seed, spec.name)
+        if key not in _PREPARED:
+            (item,) = engine.prepare_all([spec], seed)
+            if isinstance(item, Result):
+                out.append(item)  # a grader error; not cached, so the next notebook retries
+                continue
+            _PREPARED[key] = item
+        out.append(_PREPARED[key])
+    return out
+
+
+def grade_checks(
+    nb: NotebookNode, notebook_name: str, *, seed: int, student: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Grade every exercise the check cells of ``nb`` name, as ``cnnlab grade`` grades the
+    notebook; exercise -> record (``SubmissionResult.to_dict()["exercises"]`` entries).
+
+    A submission cnnlab cannot read (no code, an unreadable cell) scores 0 with the reason as
+    feedback; a grader failure becomes ``grader_error`` records (never a score).
+    """
+    from grader import engine
+    from grader.errors import GraderFailure, SubmissionError, UnknownExerciseError
+    from grader.submission import load_submission
+
+    names = list(dict.fromkeys(name for _, name in notebook_checks(nb)))
+    try:
+        prepared = _prepared(seed, names)
+    except UnknownExerciseError as exc:
+        return {n: _record(n, 0.0, "grader_error", f"{exc}") for n in names}
+    points = {getattr(p, "name", None): float(getattr(p, "points", 0)) for p in prepared}
+    with tempfile.TemporaryDirectory(prefix="cnnlab-autograde-") as tmp:
+        path = Path(tmp) / f"{notebook_name}.ipynb"
+        nbformat.write(nb, str(path))
+        try:
+            submission = load_submission(path)
+        except SubmissionError as exc:
+            return {n: _record(n, points.get(n, 0.0), "error", str(exc)) for n in names}
+        try:
+            result = engine.grade_prepared(
+                submission, prepared, seed=seed, sandbox=_sandbox(), student=student
+            )
+        except GraderFailure as exc:
+            close_sandbox()
+            return {n: _record(n, points.get(n, 0.0), "grader_error", str(exc)) for n in names}
+    return {r["name"]: r for r in result.to_dict()["exercises"]}
+
+
+def _record(name: str, max_score: float, status: str, feedback: str) -> dict[str, Any]:
+    return {"name": name, "score": 0.0, "max_score": max_score, "status": status,
+            "feedback": feedback, "output": ""}  # fmt: skip
+
+
+def resolve_seed(configured: int | None) -> int:
+    """The configured seed, else ``$CNNLAB_GRADING_SEED``.
+
+    Raises:
+        ValueError: neither is set (autograde must not grade with a random seed).
+    """
+    if configured is not None:
+        return int(configured)
+    raw = os.environ.get(SEED_ENV, "").strip()
+    if raw:
+        return int(raw)
+    raise ValueError(
+        "cnnlab: no grading seed. Put `configure_autograde(c, seed=N)` in nbgrader_config.py, "
+        "N being the seed the notebooks were generated with (docs/instructors.md)"
+    )
+
+
+class ExecuteInSandbox(Execute):
+    """nbgrader's ``Execute``, except that a notebook with cnnlab check cells is graded in
+    cnnlab's sandbox instead of run in a kernel (see the module docstring)."""
+
+    seed = Integer(
+        None,
+        allow_none=True,
+        help="Seed the check cases and the numeric questions are graded with: the seed the "
+        "notebooks were generated with (default: $CNNLAB_GRADING_SEED).",
+    ).tag(config=True)
+
+    def preprocess(
+        self, nb: NotebookNode, resources: ResourcesDict, km: Any = None
+    ) -> tuple[NotebookNode, ResourcesDict]:
+        checks = notebook_checks(nb)
+        if not checks:
+            return super().preprocess(nb, resources, km=km)
+        seed = resolve_seed(self.seed)
+        info = resources.get("nbgrader", {})
+        name = info.get("notebook") or "notebook"
+        records = grade_checks(nb, name, seed=seed, student=info.get("student"))
+        errors = []
+        for count, (index, exercise) in enumerate(checks, start=1):
+            cell = nb.cells[index]
+            record = records.get(exercise) or _record(
+                exercise, 0.0, "grader_error", "cnnlab returned no result for this exercise"
+            )
+            points = cell_points(cell, float(record.get("max_score") or 0.0))
+            cell.outputs = [from_dict(o) for o in check_outputs(record, points, count)]
+            cell.execution_count = count
+            if record["status"] == "grader_error":
+                errors.append(cell.metadata.get("nbgrader", {}).get("grade_id"))
+                self.log.warning(
+                    "cnnlab could not grade %s of %s (%s): flagged for manual grading; "
+                    "rerun autograde for this student",
+                    exercise,
+                    info.get("student"),
+                    record.get("feedback", ""),
+                )
+        resources[GRADER_ERRORS] = [e for e in errors if e]
+        return nb, resources
+
+
+class FlagGraderErrors(NbGraderPreprocessor):
+    """After ``SaveAutoGrades``: a check cnnlab could not grade keeps no auto score and is
+    marked as needing a manual grade (a grader failure is never a grade)."""
+
+    def preprocess(
+        self, nb: NotebookNode, resources: ResourcesDict
+    ) -> tuple[NotebookNode, ResourcesDict]:
+        flagged = resources.get(GRADER_ERRORS) or []
+        if not flagged:
+            return nb, resources
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            for grade_id in flagged:
+                try:
+                    grade = gb.find_grade(
+                        grade_id, info["notebook"], info["assignment"], info["student"]
+                    )
+                except MissingEntry:
+                    continue
+                grade.auto_score = None
+                grade.needs_manual_grade = True
+            gb.db.commit()
+        return nb, resources
+
+
+def autograde_preprocessors() -> list[type]:
+    """nbgrader's autograde preprocessors with ``Execute`` replaced by
+    :class:`ExecuteInSandbox` and :class:`FlagGraderErrors` after ``SaveAutoGrades``."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    out: list[type] = []
+    for pp in Autograde.class_traits()["autograde_preprocessors"].default():
+        out.append(ExecuteInSandbox if pp is Execute else pp)
+        if pp is SaveAutoGrades:
+            out.append(FlagGraderErrors)
+    return out
+
+
+def configure_autograde(c: Config, *, seed: int) -> Config:
+    """Make ``nbgrader autograde`` grade cnnlab's check cells in the sandbox with ``seed``
+    (call it in ``nbgrader_config.py`` with the ``c = get_config()`` object).
+
+    It also sets ``$CNNLAB_GRADING_SEED`` for the commands that still run kernels (``nbgrader
+    validate``; an instructor's own notebooks), so a kernel-side check grades with the same seed.
+    """
+    c.Autograde.autograde_preprocessors = autograde_preprocessors()
+    c.ExecuteInSandbox.seed = int(seed)
+    os.environ[SEED_ENV] = str(int(seed))
+    return c
