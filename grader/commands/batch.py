@@ -80,6 +80,13 @@ EXIT_INTERRUPTED = 130
     help="Grade even where the sandbox has no filesystem layer (see `cnnlab doctor`); every "
     "report then says so. Without it such a machine refuses to grade for credit.",
 )
+@click.option(
+    "--nbgrader-gradebook",
+    is_flag=True,
+    help="nbgrader course only: also write every score and feedback into the course's nbgrader "
+    "gradebook (gradebook.db, and autograded/), so formgrader and `nbgrader export` show them "
+    "without `nbgrader autograde`.",
+)
 @translate_errors
 def batch(
     submissions: Path,
@@ -92,6 +99,7 @@ def batch(
     assignment: str | None,
     submission_timeout: float | None,
     allow_weak_sandbox: bool = False,
+    nbgrader_gradebook: bool = False,
 ) -> None:
     """Grade a class: one submission per student in SUBMISSIONS.
 
@@ -114,6 +122,7 @@ def batch(
       cnnlab batch submissions/ --jobs 2 --out gradebook/
       cnnlab batch submissions/ --out gradebook/ --resume
       cnnlab batch nbgrader-course/ --assignment cnn --seed 7 -e maxpool2d_backward
+      cnnlab batch nbgrader-course/ --seed 2026 --nbgrader-gradebook
     """
     from grader import registry
     from grader.classroom import batch as batchlib
@@ -148,6 +157,11 @@ def batch(
     entries = batchlib.normalize_entries(found.entries)  # duplicates: exit 2, nothing written
     for path, reason in found.skipped:
         click.echo(f"skipped {path.name}: {reason}", err=True)
+    if nbgrader_gradebook:  # fail before grading, not after
+        from grader.problemset import nbgrader_gradebook as nbgb
+
+        nb_course = nbgb.course_root(submissions)
+        nbgb.check_course(nb_course, {e.assignment for e in found.entries})
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_writable(out_dir)
@@ -195,6 +209,13 @@ def batch(
                 title=f"cnnlab batch: assignment {', '.join(assignments)}",
             )
 
+    if nbgrader_gradebook:
+        wrote = nbgb.write_grades(nb_course, rows)
+        click.echo(
+            f"nbgrader:  {len(wrote.submissions)} submissions, {wrote.grades} grades in "
+            f"{nbgb.db_url(nb_course)}"
+            + (f" ({wrote.flagged} left for a manual grade)" if wrote.flagged else "")
+        )
     n_flagged = sum(1 for r in rows if r.status == "grader_error")
     graded = [r.score / r.max_score for r in rows if r.score is not None and r.max_score]
     mean = f", mean {100 * sum(graded) / len(graded):.0f}%" if graded else ""

@@ -412,7 +412,9 @@ def check(
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise CheckError(f"cannot read {notebook!r}: {exc}; save the notebook and retry") from exc
+            raise CheckError(
+                f"cannot read {notebook!r}: {exc}; save the notebook and retry"
+            ) from exc
         seed, cases = _grading_source(seed)
         key = _content_key(document, seed, cases)
         if seed is None and cases is None:

@@ -1,0 +1,282 @@
+"""Grades from ``cnnlab batch`` into nbgrader's gradebook, through nbgrader's own API.
+
+An nbgrader course graded with ``cnnlab batch COURSE --nbgrader-gradebook`` gets, for each
+student and assignment, exactly what ``nbgrader autograde`` would have recorded, without running
+it: with :class:`nbgrader.api.Gradebook`, the student, the submission (its time from nbgrader's
+``submitted/<student>/<assignment>/timestamp.txt``), each check cell's grade (``auto_score``:
+cnnlab's score on the cell's points; a grader failure has none and needs a manual grade) and
+cnnlab's feedback as the auto comment of the exercise's answer cell (the same text the check
+cell prints). It also writes ``autograded/<student>/<assignment>/<notebook>.ipynb``: the
+submitted notebook with each check cell's outputs filled in, plus ``timestamp.txt``, which is
+what formgrader lists and ``nbgrader generate_feedback`` renders. ``nbgrader export`` and
+formgrader then show the grades.
+
+The assignment must be in the gradebook (``nbgrader generate_assignment`` made it): its
+notebooks and grade cells say which cell holds which exercise (``test_<exercise>``), and the
+answer cells carry the exercise's name. Cells that are not cnnlab checks (an instructor's
+manually graded answers) are left as they are.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.errors import ConfigError
+from grader.problemset.nbgrader_bridge import (
+    cell_points,
+    check_message,
+    check_outputs,
+    checked_exercise,
+    scaled_score,
+)
+
+#: Where nbgrader keeps its gradebook in a course folder, by default.
+DEFAULT_DB = "gradebook.db"
+
+
+def course_root(submissions: str | os.PathLike[str]) -> Path:
+    """The nbgrader course folder for a ``cnnlab batch`` argument (the course folder itself,
+    or its ``submitted/`` folder).
+
+    Raises:
+        ConfigError: the folder has no nbgrader ``submitted/`` layout.
+    """
+    path = Path(submissions)
+    if path.name == "submitted" and path.is_dir():
+        return path.parent
+    if (path / "submitted").is_dir():
+        return path
+    raise ConfigError(
+        f"{str(path)!r} is not an nbgrader course (no submitted/ folder): --nbgrader-gradebook "
+        "needs nbgrader's course folder, the one holding submitted/<student>/<assignment>/"
+    )
+
+
+def _import_api() -> Any:
+    try:
+        from nbgrader import api
+    except ImportError as exc:
+        raise ConfigError(
+            "writing into nbgrader's gradebook needs nbgrader: pip install 'cnnlab[nbgrader]'"
+        ) from exc
+    return api
+
+
+def db_url(course: Path, db: str | os.PathLike[str] | None = None) -> str:
+    """SQLAlchemy URL of the course's gradebook (``sqlite:///COURSE/gradebook.db``)."""
+    if db is not None and "://" in str(db):
+        return str(db)
+    path = Path(db) if db is not None else course / DEFAULT_DB
+    return f"sqlite:///{path.resolve()}"
+
+
+@dataclass(frozen=True)
+class CellMap:
+    """Where an assignment's exercises live in nbgrader's gradebook.
+
+    Attributes:
+        grade_cells: exercise -> (notebook, grade cell name, max score).
+        answer_cells: exercise -> (notebook, solution cell name): the comment's cell.
+    """
+
+    grade_cells: dict[str, tuple[str, str, float]]
+    answer_cells: dict[str, tuple[str, str]]
+
+
+def cell_map(gradebook: Any, assignment: str, where: str) -> CellMap:
+    """Map exercises to the assignment's cells (grade cell ``test_<exercise>``, solution cell
+    ``<exercise>``).
+
+    Raises:
+        ConfigError: the assignment is not in the gradebook.
+    """
+    api = _import_api()
+    try:
+        record = gradebook.find_assignment(assignment)
+    except api.MissingEntry:
+        raise ConfigError(
+            f"assignment {assignment!r} is not in nbgrader's gradebook {where}: run "
+            f"`nbgrader generate_assignment {assignment}` in the course folder first"
+        ) from None
+    grade_cells: dict[str, tuple[str, str, float]] = {}
+    answer_cells: dict[str, tuple[str, str]] = {}
+    for notebook in record.notebooks:
+        for cell in notebook.grade_cells:
+            if cell.name.startswith("test_"):
+                grade_cells[cell.name[len("test_") :]] = (
+                    notebook.name,
+                    cell.name,
+                    float(cell.max_score),
+                )
+        for cell in notebook.solution_cells:
+            answer_cells[cell.name] = (notebook.name, cell.name)
+    return CellMap(grade_cells, answer_cells)
+
+
+def check_course(course: Path, assignments: Iterable[str], db: str | None = None) -> None:
+    """Fail early (before grading) when the gradebook or an assignment is missing.
+
+    Raises:
+        ConfigError: no gradebook, or an assignment nbgrader does not know.
+    """
+    api = _import_api()
+    url = db_url(course, db)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise ConfigError(
+            f"no nbgrader gradebook at {url[len('sqlite:///') :]}: run `nbgrader "
+            "generate_assignment <assignment>` in the course folder first"
+        )
+    with api.Gradebook(url) as gb:
+        for assignment in sorted(set(assignments)):
+            cell_map(gb, assignment, url)
+
+
+def _timestamp(course: Path, student: str, assignment: str) -> datetime.datetime | None:
+    from nbgrader.utils import parse_utc
+
+    stamp = course / "submitted" / student / assignment / "timestamp.txt"
+    try:
+        return parse_utc(stamp.read_text().strip())
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_autograded(
+    course: Path, student: str, assignment: str, records: dict[str, dict[str, Any]]
+) -> list[Path]:
+    """``autograded/<student>/<assignment>/``: each submitted notebook with its check cells'
+    outputs filled from ``records`` (exercise -> record), and ``timestamp.txt``."""
+    source = course / "submitted" / student / assignment
+    dest = course / "autograded" / student / assignment
+    written = []
+    for notebook in sorted(source.glob("*.ipynb")):
+        try:
+            document = json.loads(notebook.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable: cnnlab batch already recorded why
+        count = 0
+        for cell in document.get("cells", []):
+            name = checked_exercise(cell)
+            if name is None or name not in records:
+                continue
+            count += 1
+            record = records[name]
+            points = cell_points(cell, float(record.get("max_score") or 0.0))
+            cell["outputs"] = check_outputs(record, points, count)
+            cell["execution_count"] = count
+        target = dest / notebook.name
+        _write_atomic(target, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+        written.append(target)
+    stamp = source / "timestamp.txt"
+    if stamp.is_file():
+        _write_atomic(dest / "timestamp.txt", stamp.read_text())
+    return written
+
+
+@dataclass
+class GradebookWrite:
+    """What :func:`write_grades` wrote.
+
+    Attributes:
+        submissions: (student, assignment) pairs written.
+        grades: grade cells given a score (or flagged for a manual grade).
+        flagged: grade cells left for a manual grade (grader errors).
+        unmatched: exercise names graded by cnnlab with no ``test_<name>`` cell in nbgrader.
+    """
+
+    submissions: list[tuple[str, str]] = field(default_factory=list)
+    grades: int = 0
+    flagged: int = 0
+    unmatched: set[str] = field(default_factory=set)
+
+
+def write_grades(
+    course: str | os.PathLike[str],
+    rows: Iterable[Any],
+    *,
+    db: str | None = None,
+    autograded: bool = True,
+) -> GradebookWrite:
+    """Write ``cnnlab batch`` rows into the course's nbgrader gradebook.
+
+    Args:
+        course: the nbgrader course folder (holding ``submitted/`` and ``gradebook.db``).
+        rows: :class:`grader.classroom.gradebook.GradedSubmission` rows (student, assignment,
+            status, results).
+        db: another gradebook (a path or an SQLAlchemy URL); default ``COURSE/gradebook.db``.
+        autograded: also write ``autograded/<student>/<assignment>/`` (what formgrader lists).
+
+    Raises:
+        ConfigError: nbgrader is not installed, or an assignment is not in the gradebook.
+    """
+    api = _import_api()
+    course = Path(course)
+    url = db_url(course, db)
+    out = GradebookWrite()
+    maps: dict[str, CellMap] = {}
+    with api.Gradebook(url) as gb:
+        for row in rows:
+            assignment, student = row.assignment, row.student
+            if assignment not in maps:
+                maps[assignment] = cell_map(gb, assignment, url)
+            cells = maps[assignment]
+            gb.update_or_create_student(student)
+            timestamp = _timestamp(course, student, assignment)
+            try:
+                submission = gb.find_submission(assignment, student)
+                if timestamp is not None:
+                    submission.timestamp = timestamp
+            except api.MissingEntry:
+                with warnings.catch_warnings():
+                    # nbgrader's add_submission makes SQLAlchemy warn about its own autoflush
+                    # (harmless: the rows are added; nbgrader autograde prints the same)
+                    warnings.simplefilter("ignore")
+                    gb.add_submission(assignment, student, timestamp=timestamp)
+            records: dict[str, dict[str, Any]] = {}
+            for result in row.results:
+                record = result.to_dict()
+                records[result.name] = record
+                where = cells.grade_cells.get(result.name)
+                if where is None:
+                    out.unmatched.add(result.name)
+                    continue
+                notebook, cell_name, points = where
+                grade = gb.find_grade(cell_name, notebook, assignment, student)
+                if record["status"] == "grader_error":
+                    grade.auto_score = None
+                    grade.needs_manual_grade = True
+                    out.flagged += 1
+                else:
+                    grade.auto_score = scaled_score(record, points)
+                    grade.needs_manual_grade = grade.manual_score is not None
+                out.grades += 1
+                answer = cells.answer_cells.get(result.name)
+                if answer is not None:
+                    comment = gb.find_comment(answer[1], answer[0], assignment, student)
+                    comment.auto_comment = check_message(record, points)
+            gb.db.commit()
+            if autograded:
+                write_autograded(course, student, assignment, records)
+            out.submissions.append((student, assignment))
+    return out
