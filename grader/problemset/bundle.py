@@ -2,35 +2,46 @@
 
 A bundle folder holds::
 
-    README.md              how to fill, check and submit (templates/student_readme.md.j2)
+    README.md              how to install, fill, check and submit (templates/student_readme.md.j2)
+    pyproject.toml         `pip install -e .` here gives the `cnnlab` command (grading cases/)
+    cnnlab-bundle.json     the release: public seed and how it was drawn, exercises, points
     exercises/<topic>.py   the stubs
     <topic>.ipynb          the same exercises as notebooks (next to grader/, so that the
                            notebook's check cells can import it)
     grader/                the grading runtime: only the modules `cnnlab grade` needs
-    cases/                 public check cases for a fresh public seed (public_cases.py)
+    cases/                 public check cases for the release's public seed (public_cases.py)
 
 and nothing else: no ``cnnref``, no solutions, no exercise specs, no course secret, no
-hidden seed. The runtime is found by following the ``grader`` imports of the grading entry
-points (:data:`RUNTIME_ROOTS`), minus :data:`NEVER_SHIPPED`; the bundle's ``grader/cli.py``
-registers only the shipped commands, and ``grader/__main__.py`` (bundle only) makes
-``python -m grader grade exercises/`` grade against ``cases/``.
+problem (hidden) seed. The runtime is found by following the ``grader`` imports of the grading
+entry points (:data:`RUNTIME_ROOTS`), minus :data:`NEVER_SHIPPED`; the bundle's
+``grader/cli.py`` registers only the shipped commands, and ``grader/__main__.py`` (bundle
+only) is both ``python -m grader`` and the ``cnnlab`` console script, grading against ``cases/``.
 
-Hidden grading uses the student's seed (``cnnlab grade --student ID``) or another seed, never
-the public one, so a submission that looks its answers up in ``cases/`` fails it. The numeric
-questions have no public cases (they would give the answers away): ``cases/answers.json``
-holds salted slow hashes of their answers instead (``public_cases.save_answer_checks``).
+The public seed is drawn from a CSPRNG (:func:`secrets.randbelow`) once per release run and
+recorded in ``cnnlab-bundle.json`` and ``cases/manifest.json``: two releases never share it
+except by a 1 in 2**31 chance, and it says nothing about the problem seed (a seed derived from
+the problem seed by a public function could be searched for). Hidden grading uses the
+student's seed (``cnnlab grade --student ID``) or the problem seed, never the public one, so a
+submission that looks its answers up in ``cases/`` fails it. The numeric questions have no
+public cases (they would give the answers away): ``cases/answers.json`` holds salted slow
+hashes of each student's answers instead (``public_cases.save_answer_checks``), written
+per bundle because the numbers are the student's.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
+import datetime
 import importlib.util
+import json
+import re
+import secrets
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grader.errors import ConfigError, GraderFailure
 from grader.registry import ExerciseSpec
@@ -49,6 +60,7 @@ RUNTIME_ROOTS = (
     "grader.submission",
     "grader.sandbox.harness",
     "grader.problemset.nbgrader_bridge",
+    "grader.problemset.check_service",
 )
 #: Modules that hold or reach the reference, secrets or instructor tooling: never shipped,
 #: even when a shipped module imports them lazily on a path the bundle does not take.
@@ -57,24 +69,69 @@ NEVER_SHIPPED = (
     "grader.registry",
     "grader.problemset.generate",
     "grader.problemset.bundle",
+    "grader.problemset.nbgrader_autograde",
+    "grader.problemset.nbgrader_gradebook",
     "grader.classroom",
     "grader.templates",
 )
 #: Commands the bundle's command line registers.
 BUNDLE_COMMANDS = ("grader.commands.grade",)
 CASES_DIR = "cases"
+#: Seeds are in [0, MAX_SEED) (as everywhere in cnnlab).
+MAX_SEED = 2**31 - 1
 
-_MAIN = '''"""`python -m grader`: the student bundle's command line, grading against cases/."""
+#: The bundle's manifest (see :func:`bundle_manifest`).
+BUNDLE_MANIFEST = "cnnlab-bundle.json"
+BUNDLE_FORMAT = "cnnlab-bundle/1"
+#: Third-party distributions the shipped runtime imports (a test checks the list).
+BUNDLE_DEPENDENCIES = ("numpy>=1.24", "torch>=2.1", "click>=8.1", "rich>=13", "nbformat>=5.7")
+
+_MAIN = '''"""`cnnlab` and `python -m grader` in a student bundle: grade against its cases/."""
 
 import os
+import sys
 from pathlib import Path
 
-os.environ.setdefault("CNNLAB_CASES_DIR", str(Path(__file__).resolve().parent.parent / "cases"))
+CASES = Path(__file__).resolve().parent.parent / "cases"
 
-from grader.cli import main  # noqa: E402
 
-main(prog_name="cnnlab")
+def main() -> None:
+    """The bundle's command line; its checks use the public cases next to grader/."""
+    if not os.environ.get("CNNLAB_CASES_DIR"):
+        if not (CASES / "manifest.json").is_file():
+            sys.stderr.write(
+                f"cnnlab: no check cases at {CASES}. Install the bundle from its folder with "
+                "`pip install -e .` (the checks read cases/ next to grader/), or run "
+                "`python -m grader grade exercises/` inside the bundle folder.\\n"
+            )
+            raise SystemExit(2)
+        os.environ["CNNLAB_CASES_DIR"] = str(CASES)
+    from grader.cli import main as cli
+
+    cli(prog_name="cnnlab")
+
+
+if __name__ == "__main__":
+    main()
 '''
+
+_PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "cnnlab-student"
+version = "{version}"
+description = "cnnlab's checks for students: grade your CNN exercises against public cases"
+requires-python = ">=3.10"
+dependencies = [{dependencies}]
+
+[project.scripts]
+cnnlab = "grader.__main__:main"
+
+[tool.setuptools.packages.find]
+include = ["grader", "grader.*"]
+"""
 
 
 def _is_excluded(module: str) -> bool:
@@ -174,11 +231,14 @@ def bundle_cli(source: str, shipped: set[str]) -> str:
     return "".join(lines)
 
 
-def public_seed(problem_seed: int, index: int = 0) -> int:
-    """A public seed that is never the problem (hidden) seed, reproducible from it."""
-    digest = hashlib.sha256(f"cnnlab-public\0{problem_seed}\0{index}".encode()).digest()
-    seed = int.from_bytes(digest[:8], "big") % (2**31 - 1)
-    return seed if seed != problem_seed else (seed + 1) % (2**31 - 1)
+def fresh_public_seed(avoid: Iterable[int] = ()) -> int:
+    """A public seed from a CSPRNG (:func:`secrets.randbelow`), never one of ``avoid`` (the
+    problem seeds of the release): unrelated to any problem seed, so it reveals none."""
+    avoid = {int(a) for a in avoid}
+    while True:
+        seed = secrets.randbelow(MAX_SEED)
+        if seed not in avoid:
+            return seed
 
 
 @dataclass(frozen=True)
@@ -189,11 +249,134 @@ class Bundle:
         out: the bundle folder.
         files: every file written, relative to ``out``.
         public_seed: seed of the public check cases in ``cases/``.
+        student: the student whose variant it is, if any.
     """
 
     out: Path
     files: tuple[str, ...]
     public_seed: int
+    student: str | None = None
+
+
+@dataclass
+class Release:
+    """What every bundle of one release run shares (made once by :func:`prepare_release`).
+
+    Attributes:
+        specs: the exercises.
+        public_seed: the public cases' seed (CSPRNG, one per release run).
+        runtime: relative path -> text of the grading runtime (``grader/``), ``pyproject.toml``.
+        cases: a folder holding the public cases, copied into each bundle.
+        not_checked: the exercises without public cases (the numeric questions).
+    """
+
+    specs: list[ExerciseSpec]
+    public_seed: int
+    runtime: dict[str, str]
+    cases: Path
+    not_checked: list[dict[str, Any]]
+
+    def close(self) -> None:
+        shutil.rmtree(self.cases.parent, ignore_errors=True)
+
+    def __enter__(self) -> Release:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def runtime_files() -> dict[str, str]:
+    """The bundle's ``grader/`` (the runtime, its own ``cli.py`` and ``__main__.py``) and its
+    ``pyproject.toml``, as text keyed by relative path."""
+    from grader import __version__
+
+    modules = runtime_modules()
+    package_root = _module_file("grader").parent.parent
+    files: dict[str, str] = {}
+    for module in modules:
+        source = _module_file(module)
+        rel = source.relative_to(package_root).as_posix()
+        text = source.read_text(encoding="utf-8")
+        if module == "grader.cli":
+            text = bundle_cli(text, set(modules))
+        files[rel] = text
+    files["grader/__main__.py"] = _MAIN
+    version = re.sub(r"[^0-9A-Za-z.+-]", "", __version__) or "0.0.0"
+    deps = ", ".join(json.dumps(d) for d in BUNDLE_DEPENDENCIES)
+    files["pyproject.toml"] = _PYPROJECT.format(version=version, dependencies=deps)
+    return files
+
+
+def prepare_release(
+    specs: Sequence[ExerciseSpec] | None = None,
+    *,
+    public_seed: int | None = None,
+    avoid_seeds: Iterable[int] = (),
+    workdir: Path | None = None,
+) -> Release:
+    """Draw the public seed, compute the public cases and collect the runtime, once.
+
+    Raises:
+        GraderFailure: the reference failed while making the public cases.
+    """
+    from grader import engine, registry
+    from grader.problemset import public_cases
+
+    specs = list(specs) if specs is not None else registry.all_specs()
+    shown = fresh_public_seed(avoid_seeds) if public_seed is None else int(public_seed)
+    checked = [s for s in specs if "question" not in s.tags]
+    # every exercise is checked in the bundle: the questions through answers.json (per student)
+    not_checked: list[dict[str, Any]] = []
+    prepared = engine.prepare_all(checked, shown)
+    failed = [p for p in prepared if not isinstance(p, engine.PreparedExercise)]
+    if failed:
+        raise GraderFailure(
+            "the reference failed while making the public check cases: "
+            + "; ".join(f"{r.name}: {r.feedback}" for r in failed)
+        )
+    tmp = Path(tempfile.mkdtemp(prefix="cnnlab-release-", dir=workdir))
+    cases = tmp / CASES_DIR
+    public_cases.save_prepared(cases, prepared, seed=shown, not_checked=not_checked)  # type: ignore[arg-type]
+    return Release(specs, shown, runtime_files(), cases, not_checked)
+
+
+def bundle_manifest(release: Release, student: str | None) -> dict[str, Any]:
+    """``cnnlab-bundle.json``: which release, its public seed and how it was drawn, and every
+    exercise with its points and whether the public cases check it. Never the problem seed."""
+    from grader import __version__
+
+    unchecked = {e["name"] for e in release.not_checked}
+    exercises = [
+        {
+            "name": s.name,
+            "topic": s.topic,
+            "points": float(s.points),
+            "checked": s.name not in unchecked,
+        }
+        for s in release.specs
+    ]
+    return {
+        "format": BUNDLE_FORMAT,
+        "cnnlab_version": __version__,
+        "student": student,
+        "released_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "public_seed": release.public_seed,
+        "public_seed_source": "secrets.randbelow (a CSPRNG), drawn once for this release run; "
+        "not derived from the problem seed",
+        "total_points": sum(e["points"] for e in exercises),
+        "checked_points": sum(e["points"] for e in exercises if e["checked"]),
+        "exercises": exercises,
+    }
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ConfigError(
+            f"{str(out)!r} is not empty; pass another --out, or --force to replace it"
+        )
 
 
 def write_bundle(
@@ -203,81 +386,81 @@ def write_bundle(
     student: str | None = None,
     specs: Sequence[ExerciseSpec] | None = None,
     force: bool = False,
+    public_seed: int | None = None,
+    release: Release | None = None,
 ) -> Bundle:
     """Write the student bundle for problem seed ``seed`` into ``out``.
 
     The bundle is assembled in a temporary folder next to ``out`` and moved into place at the
     end, so a failure never leaves half a bundle; an existing non-empty ``out`` is replaced
-    only with ``force``.
+    only with ``force``. ``release`` (from :func:`prepare_release`) shares the public cases and
+    the runtime between the bundles of one run; without it one is prepared for this bundle
+    (``public_seed``: a fixed public seed, for tests; default a fresh CSPRNG draw).
 
     Raises:
         ConfigError: ``out`` exists and is not empty (without ``force``), or is a file.
         GraderFailure: the reference failed while making the public cases.
     """
-    from grader import engine, registry
+    from grader import engine
     from grader.problemset import public_cases
     from grader.problemset.generate import render_problem_set, render_readme
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ConfigError(
-            f"{str(out)!r} is not empty; pass another --out, or --force to replace it"
-        )
-    specs = list(specs) if specs is not None else registry.all_specs()
-    files = render_problem_set(specs, seed=seed, student=student, command="release")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    _check_out(out, force)
+    own = release is None
+    if release is None:
+        release = prepare_release(specs, public_seed=public_seed, avoid_seeds=[seed])
     try:
-        written: list[str] = []
+        specs = release.specs
+        files = render_problem_set(specs, seed=seed, student=student, command="release")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            written: list[str] = []
 
-        def put(rel: str, text: str) -> None:
-            target = staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-            written.append(rel)
+            def put(rel: str, text: str) -> None:
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+                written.append(rel)
 
-        for rel, text in files.items():
-            if rel.startswith("exercises/") and rel.endswith(".py"):
-                put(rel, text)
-            elif rel.startswith("exercises/notebooks/"):
-                put(Path(rel).name, text)
-        readme = render_readme(specs, seed=seed, student=student, bundle=True, command="release")
-        put("README.md", readme)
-        modules = runtime_modules()
-        package_root = _module_file("grader").parent.parent
-        for module in modules:
-            source = _module_file(module)
-            rel = source.relative_to(package_root).as_posix()
-            text = source.read_text(encoding="utf-8")
-            if module == "grader.cli":
-                text = bundle_cli(text, set(modules))
-            put(rel, text)
-        put("grader/__main__.py", _MAIN)
-        shown = public_seed(seed)
-        checked = [s for s in specs if "question" not in s.tags]
-        prepared = engine.prepare_all(checked, shown)
-        failed = [p for p in prepared if not isinstance(p, engine.PreparedExercise)]
-        if failed:
-            raise GraderFailure(
-                "the reference failed while making the public check cases: "
-                + "; ".join(f"{r.name}: {r.feedback}" for r in failed)
+            for rel, text in files.items():
+                if rel.startswith("exercises/") and rel.endswith(".py"):
+                    put(rel, text)
+                elif rel.startswith("exercises/notebooks/"):
+                    put(Path(rel).name, text)
+            checked = sum(
+                s.points for s in specs if s.name not in {e["name"] for e in release.not_checked}
             )
-        public_cases.save_prepared(staging / CASES_DIR, prepared, seed=shown)
-        asked = engine.prepare_all([s for s in specs if "question" in s.tags], seed)
-        public_cases.save_answer_checks(
-            staging / CASES_DIR,
-            [q for q in asked if isinstance(q, engine.PreparedExercise)],
-            problem_seed=seed,
-        )
-        written += sorted(
-            p.relative_to(staging).as_posix() for p in (staging / CASES_DIR).rglob("*")
-        )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return Bundle(out, tuple(sorted(written)), shown)
+            readme = render_readme(
+                specs,
+                seed=seed,
+                student=student,
+                bundle=True,
+                command="release",
+                checked_points=checked,
+            )
+            put("README.md", readme)
+            for rel, text in release.runtime.items():
+                put(rel, text)
+            put(BUNDLE_MANIFEST, json.dumps(bundle_manifest(release, student), indent=1) + "\n")
+            shutil.copytree(release.cases, staging / CASES_DIR)
+            asked = engine.prepare_all([s for s in specs if "question" in s.tags], seed)
+            public_cases.save_answer_checks(
+                staging / CASES_DIR,
+                [q for q in asked if isinstance(q, engine.PreparedExercise)],
+                problem_seed=seed,
+            )
+            written += sorted(
+                p.relative_to(staging).as_posix() for p in (staging / CASES_DIR).rglob("*")
+            )
+            if out.exists():
+                shutil.rmtree(out)
+            staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    finally:
+        if own:
+            release.close()
+    return Bundle(out, tuple(sorted(written)), release.public_seed, student)

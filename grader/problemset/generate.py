@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import hashlib
 import importlib
 import inspect
@@ -361,15 +362,31 @@ class FunctionCode(NamedTuple):
     deps: tuple[Definition, ...]
 
 
+_FUNCTION_CODE_CACHE: dict[tuple[Any, frozenset[tuple[tuple[str, str], str]]], FunctionCode] = {}
+
+
 def function_code(
     function: Callable[..., Any], renames: dict[tuple[str, str], str] | None = None
 ) -> FunctionCode:
     """Collect a reference function's source, header and transitive dependencies.
 
+    The result depends only on the reference's source (read once per process, like
+    :func:`_module_index`), so it is computed once per ``(function, renames)``: releasing a
+    class's bundles renders the same functions for every student.
+
     Raises:
         GraderFailure: the function has no docstring (a stub needs one), or uses a reference
             helper in a way that cannot be inlined.
     """
+    key = (inspect.unwrap(function), frozenset((renames or {}).items()))
+    if key not in _FUNCTION_CODE_CACHE:
+        _FUNCTION_CODE_CACHE[key] = _function_code(function, renames)
+    return _FUNCTION_CODE_CACHE[key]
+
+
+def _function_code(
+    function: Callable[..., Any], renames: dict[tuple[str, str], str] | None
+) -> FunctionCode:
     function = inspect.unwrap(function)
     module, name = function.__module__, function.__name__
     index = _module_index(module)
@@ -689,7 +706,10 @@ def template_dir() -> Path:
     return Path(grader.templates.__file__).resolve().parent
 
 
+@functools.lru_cache(maxsize=1)
 def template_env() -> jinja2.Environment:
+    """The jinja2 environment of ``templates/`` (one per process: compiled templates are
+    kept)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir())),
         undefined=jinja2.StrictUndefined,
@@ -1019,8 +1039,14 @@ def render_readme(
     student: str | None = None,
     bundle: bool = False,
     command: str = "generate",
+    checked_points: float | None = None,
 ) -> str:
-    """The student README (``exercises/README.md``, and the bundle's README)."""
+    """The student README (``exercises/README.md``, and the bundle's README).
+
+    ``checked_points``: in a bundle, the points its public cases check (the rest, the numeric
+    questions, is checked when the instructor grades); default: all of them.
+    """
+    total = sum(s.points for s in specs)
     return (
         template_env()
         .get_template("student_readme.md.j2")
@@ -1028,7 +1054,8 @@ def render_readme(
             topics=topics_of(specs),
             titles=TOPIC_TITLES,
             header=header_line(seed, student, command),
-            total=sum(s.points for s in specs),
+            total=total,
+            checked=total if checked_points is None else checked_points,
             bundle=bundle,
             questions_topic=QUESTIONS_TOPIC,
         )
