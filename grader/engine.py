@@ -601,7 +601,9 @@ def grade_prepared(
 
 
 def _select_saved(
-    prepared: list[PreparedExercise], requested: Iterable[str] | None
+    prepared: list[PreparedExercise],
+    requested: Iterable[str] | None,
+    not_checked: Mapping[str, Any] | None = None,
 ) -> list[PreparedExercise]:
     requested = list(requested or [])
     if not requested:
@@ -610,6 +612,10 @@ def _select_saved(
 
     by_name = {p.name: p for p in prepared}
     for name in requested:
+        if name in (not_checked or {}):
+            from grader.problemset.public_cases import not_checked_message
+
+            raise UnknownExerciseError(not_checked_message(name, not_checked[name]) + ".")
         if name not in by_name:
             close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -618,6 +624,32 @@ def _select_saved(
             )
     wanted = set(requested)
     return [p for p in prepared if p.name in wanted]
+
+
+def _defined_in(submission: Submission, exercises: list[Any]) -> list[Any]:
+    """For one file or notebook, the exercises whose function (or class) it defines at top
+    level: ``cnnlab grade exercises/pooling.py`` grades pooling's exercises, not a row per
+    exercise of every other topic. A folder, a file that does not parse, or one that defines
+    none of them: every exercise (the feedback then says which function is missing)."""
+    import ast
+
+    if submission.kind == "folder":
+        return exercises
+    defined: set[str] = set()
+    for name, source in submission.modules.items():
+        for chunk in submission.cells.get(name, (source,)):
+            try:
+                tree = ast.parse(chunk)
+            except (SyntaxError, ValueError):
+                continue  # a cell that does not parse defines nothing
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    defined.add(node.name)
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    defined.update(t.id for t in targets if isinstance(t, ast.Name))
+    chosen = [e for e in exercises if e.function in defined]
+    return chosen or exercises
 
 
 def grade(
@@ -673,7 +705,7 @@ def grade(
         sources = replace(sources, problem=check_seed(problem_seed))
     extra: dict[str, Any] = {}
     if cases_dir is not None:
-        from grader.problemset.public_cases import load_prepared
+        from grader.problemset.public_cases import load_not_checked, load_prepared
 
         saved_seed, saved = load_prepared(cases_dir)
         if sources.seed is not None and sources.seed != saved_seed:
@@ -682,12 +714,18 @@ def grade(
                 f"drop --seed or pass --seed {saved_seed}"
             )
         seed = saved_seed
-        prepared: list[PreparedExercise | Result] = list(_select_saved(saved, exercises))
+        if not exercises:
+            saved = _defined_in(submission, saved)
+        prepared: list[PreparedExercise | Result] = list(
+            _select_saved(saved, exercises, load_not_checked(cases_dir))
+        )
         extra.update(seed_source="cases", seed_hidden=False, notes=[])
     else:
         from grader import registry
 
         specs = registry.select(exercises)
+        if not exercises:
+            specs = _defined_in(submission, specs)
         chosen = seeds_mod.resolve(sources.with_header(submission.modules))
         seed, problem = chosen.grading, chosen.problem
         notes = [problem.note] if problem.note else []

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from grader import engine
-from grader.errors import CnnlabError, GraderFailure
+from grader.errors import CnnlabError, ConfigError, GraderFailure
 from grader.problemset import public_cases
+from grader.problemset.nbgrader_bridge import SEED_ENV
 from grader.results import Result
 
 
@@ -82,7 +83,13 @@ class Service:
         return seed, chosen, not_checked
 
     def _from_seed(self, seed: int, names: list[str]) -> list[engine.PreparedExercise | Result]:
-        from grader import registry
+        try:
+            from grader import registry
+        except ImportError:  # a student bundle: no reference, only its public cases
+            raise ConfigError(
+                "grading with a seed needs the reference, which a student bundle does not "
+                f"have: unset {SEED_ENV} to check against the bundle's public cases"
+            ) from None
 
         out = []
         for spec in registry.select(names):
