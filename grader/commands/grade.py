@@ -18,6 +18,25 @@ CASES_ENV = "CNNLAB_CASES_DIR"
 #: The autograder hands the grading process its seed here (never on the command line, never
 #: printed): the Gradescope run_autograder's seed, derived from the course secret or fixed.
 ASSIGNED_SEED_ENV = "CNNLAB_ASSIGNED_SEED"
+#: The list of generated files in exercises/ and solutions/ (grader.problemset.generate).
+GENERATED_MANIFEST = ".cnnlab-generated"
+
+NEXT_STEPS = """
+Next steps (you just graded the reference solutions):
+  students     fill in exercises/*.py (or exercises/notebooks/), then: cnnlab grade exercises/
+  instructors  read docs/instructors.md: make, release (nbgrader or a plain folder) and grade
+  TAs          read docs/batch.md: grade a whole class with cnnlab batch"""
+
+
+def next_steps(path: str) -> str | None:
+    """What a newcomer does next, after grading the checkout's generated ``solutions/``
+    (the README's first command); ``None`` for anything else."""
+    folder = Path(path)
+    if folder.name != "solutions" or not (folder / GENERATED_MANIFEST).is_file():
+        return None
+    if not (folder.parent / "exercises" / GENERATED_MANIFEST).is_file():
+        return None
+    return NEXT_STEPS
 
 
 @click.command("grade")
@@ -142,6 +161,9 @@ def grade_command(
         "--junit": lambda: render.junit_xml(result),
     }
     render.print_table(result, path=path)
+    hint = next_steps(path)
+    if hint:
+        click.echo(hint)
     from grader.sandbox.layers import filesystem_layer_probe
 
     weak = filesystem_layer_probe()
