@@ -289,8 +289,11 @@ def test_notebooks_are_valid_nbgrader_documents(kind, default_files):
             # every answer cell has a solution region (a class exercise one per method)
             assert all("### BEGIN SOLUTION" in c.source for c in answers), rel
             assert sources.count("### BEGIN SOLUTION") == sources.count("### END SOLUTION")
-            assert "### BEGIN HIDDEN TESTS" in "\n".join(c.source for c in nb.cells)
-        else:
+        # no hidden-test region (nbgrader would warn "checksum has changed" for every student)
+        # and no cell names the seed (nbgrader releases every cell but the solutions)
+        assert "HIDDEN TESTS" not in text, rel
+        assert str(DEFAULT_SEED) not in text and "--seed" not in text, rel
+        if kind == "exercises":
             assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
             # every answer cell raises (a class exercise once per method)
             assert all("raise NotImplementedError(" in c.source for c in answers), rel
