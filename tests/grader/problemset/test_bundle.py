@@ -99,6 +99,11 @@ def test_bundle_holds_no_reference_body(released):
     assert not leaked
 
 
+def test_plain_release_never_names_its_problem_seed(released):
+    for path, data in _texts(released):
+        assert str(SEED).encode() not in data, path
+
+
 def test_bundle_never_names_the_secret_or_the_problem_seed(tmp_path, monkeypatch):
     secret_file = tmp_path / "course.secret"
     secret_file.write_text(SECRET)
@@ -119,9 +124,11 @@ def test_bundle_never_names_the_secret_or_the_problem_seed(tmp_path, monkeypatch
     assert str(manifest["seed"]) != hidden
 
 
-def test_public_cases_use_another_seed_and_hash_the_questions(released):
+def test_public_cases_use_the_releases_public_seed_and_hash_the_questions(released):
     seed, prepared = public_cases.load_prepared(released / "cases")
-    assert seed == bundle.public_seed(SEED) and seed != SEED
+    manifest = json.loads((released / bundle.BUNDLE_MANIFEST).read_text())
+    assert seed == manifest["public_seed"] and seed != SEED
+    assert "CSPRNG" in manifest["public_seed_source"]
     names = {p.name for p in prepared}
     assert "maxpool2d_backward" in names
     questions = [p for p in prepared if "question" in registry.get(p.name).tags]
@@ -130,6 +137,90 @@ def test_public_cases_use_another_seed_and_hash_the_questions(released):
         assert q.postprocess == "answer_check"
         (case,) = q.cases
         assert case.inputs == {} and set(case.hidden) >= {"salt", "digest", "mistakes"}
+    assert all(e["checked"] for e in manifest["exercises"])
+
+
+def test_two_releases_draw_different_public_seeds(tmp_path):
+    """The public seed comes from a CSPRNG, not from the problem seed: releasing the same
+    problem set twice gives other public cases (and says nothing about the problem seed)."""
+    specs = [registry.get("conv_output_size")]
+    first = bundle.write_bundle(tmp_path / "a", seed=SEED, specs=specs)
+    second = bundle.write_bundle(tmp_path / "b", seed=SEED, specs=specs)
+    assert first.public_seed != second.public_seed
+    assert SEED not in (first.public_seed, second.public_seed)
+    assert bundle.fresh_public_seed(avoid=range(0)) != bundle.fresh_public_seed(avoid=range(0))
+
+
+def test_readme_total_matches_what_the_bundle_grades(released):
+    """The README's total is what `cnnlab grade exercises/` grades in the bundle: every
+    exercise, the numeric questions through their hashed answers."""
+    _, prepared = public_cases.load_prepared(released / "cases")
+    checked = sum(p.points for p in prepared)
+    total = sum(s.points for s in registry.all_specs())
+    assert checked == total
+    readme = (released / "README.md").read_text()
+    assert f"Total: {total:g} points." in readme
+    assert "pip install -e ." in readme and "download.pytorch.org/whl/cpu" in readme
+    manifest = json.loads((released / bundle.BUNDLE_MANIFEST).read_text())
+    assert manifest["checked_points"] == checked and manifest["total_points"] == total
+
+
+def test_students_doc_and_bundle_readme_give_the_same_install_line(released):
+    line = "pip install -e ."
+    assert line in (released / "README.md").read_text()
+    assert line in (ROOT / "docs" / "students.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_question_given_to_e_in_the_bundle_is_checked(released):
+    """Not "unknown exercise ... did you mean": the bundle checks a question's answer."""
+    result = engine.grade(
+        released / "exercises", cases_dir=released / "cases", exercises=["q1_conv_layer_params"]
+    )
+    assert [r.name for r in result.exercises] == ["q1_conv_layer_params"]
+    assert result.exercises[0].status.value == "not_implemented"
+
+
+@pytest.mark.slow
+def test_one_file_grades_the_exercises_it_defines(released):
+    result = engine.grade(released / "exercises" / "pooling.py", cases_dir=released / "cases")
+    assert [r.name for r in result.exercises] == ["maxpool2d_forward", "maxpool2d_backward"]
+    assert {r.status.value for r in result.exercises} == {"not_implemented"}
+
+
+@pytest.mark.slow
+def test_pip_install_e_in_the_bundle_gives_the_cnnlab_command(released, tmp_path):
+    """`pip install -e .` (the bundle README's line; --no-deps: this machine has them) gives
+    `cnnlab`, which grades against the bundle's public cases."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    work = tmp_path / "work"
+    shutil.copytree(released, work)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "-e", "."],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    done = subprocess.run(
+        [str(venv / "bin" / "cnnlab"), "grade", "exercises/shapes.py", "--json", "r.json"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    data = json.loads((work / "r.json").read_text())
+    assert [e["name"] for e in data["exercises"]] == ["conv_output_size"], done.stdout
+    assert data["seed"] == json.loads((work / "cases" / "manifest.json").read_text())["seed"]
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import grader; print(grader.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert where.startswith(str(work)), where
 
 
 @pytest.mark.slow
