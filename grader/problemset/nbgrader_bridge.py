@@ -61,6 +61,8 @@ NBGRADER_EXECUTION_ENV = "NBGRADER_EXECUTION"
 #: recognises a check cell in a notebook without nbgrader metadata).
 CHECK_IMPORT = "from grader.problemset.nbgrader_bridge import check"
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*["']([A-Za-z_]\w*)["']""")
+#: Most results a kernel keeps (older ones are dropped; they are regraded when asked again).
+MAX_KEPT_RESULTS = 2000
 #: Most characters of the student's printed output shown under the feedback.
 MAX_OUTPUT_SHOWN = 2000
 
@@ -427,6 +429,8 @@ def check(
             first = not any(k == key for k, _ in _RESULTS)
             wanted = names if first else [exercise]
             records = grade_notebook(path, wanted, seed=seed, cases=cases, timeout_s=timeout_s)
+            if len(_RESULTS) > MAX_KEPT_RESULTS:  # a long session of edits: keep memory flat
+                _RESULTS.clear()
             for name, record in records.items():
                 _RESULTS[(key, name)] = record
         record = _RESULTS.get((key, exercise))
