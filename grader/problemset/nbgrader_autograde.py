@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -236,9 +237,13 @@ def configure_autograde(c: Config, *, seed: int) -> Config:
     (call it in ``nbgrader_config.py`` with the ``c = get_config()`` object).
 
     It also sets ``$CNNLAB_GRADING_SEED`` for the commands that still run kernels (``nbgrader
-    validate``; an instructor's own notebooks), so a kernel-side check grades with the same seed.
+    validate``; an instructor's own notebooks), so a kernel-side check grades with the same seed,
+    and makes the notebooks that do run in kernels ignore the ``skip-execution`` tag (nbclient
+    skips a cell with that tag and nbgrader gives a test cell without output full marks: a
+    student could tag a test cell) by skipping only a random tag nobody knows.
     """
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
     c.ExecuteInSandbox.seed = int(seed)
+    c.Execute.skip_cells_with_tag = f"cnnlab-never-skip-{secrets.token_hex(8)}"
     os.environ[SEED_ENV] = str(int(seed))
     return c

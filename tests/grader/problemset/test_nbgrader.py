@@ -282,6 +282,7 @@ def test_configure_autograde_replaces_execute_and_flags_grader_errors(monkeypatc
     assert Execute not in chain and nba.ExecuteInSandbox in chain
     assert chain.index(nba.FlagGraderErrors) == chain.index(SaveAutoGrades) + 1
     assert c.ExecuteInSandbox.seed == 7 and os.environ[nbgrader_bridge.SEED_ENV] == "7"
+    assert c.Execute.skip_cells_with_tag.startswith("cnnlab-never-skip-")  # not "skip-execution"
     with pytest.raises(ValueError, match="configure_autograde"):
         monkeypatch.delenv(nbgrader_bridge.SEED_ENV)
         nba.resolve_seed(None)
