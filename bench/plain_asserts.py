@@ -27,7 +27,7 @@ def assert_exercise(exercise: str, namespace: dict[str, Any]) -> None:
     """``assert`` that the student's code in ``namespace`` passes every case of ``exercise``."""
     from grader import engine
     from grader.compare import check_outputs
-    from grader.sandbox.harness import HARNESSES, import_harness_modules
+    from grader.sandbox.harness import HARNESSES, MissingFunction, import_harness_modules
 
     if not _PREPARED:
         from grader.problemset.public_cases import load_prepared
@@ -39,6 +39,8 @@ def assert_exercise(exercise: str, namespace: dict[str, Any]) -> None:
         import_harness_modules()
 
     def get(name: str) -> Any:
+        if name not in namespace:
+            raise MissingFunction(f"no function named {name!r} in the notebook")
         return namespace[name]
 
     for case in prepared.cases:
