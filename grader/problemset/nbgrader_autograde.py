@@ -27,13 +27,13 @@ Needs nbgrader (``pip install 'cnnlab[nbgrader]'``); never shipped in a student 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.api import Gradebook, MissingEntry
@@ -113,7 +113,7 @@ def grade_checks(
     points = {getattr(p, "name", None): float(getattr(p, "points", 0)) for p in prepared}
     with tempfile.TemporaryDirectory(prefix="cnnlab-autograde-") as tmp:
         path = Path(tmp) / f"{notebook_name}.ipynb"
-        nbformat.write(nb, str(path))
+        path.write_text(json.dumps(nb), encoding="utf-8")  # nbgrader validated it already
         try:
             submission = load_submission(path)
         except SubmissionError as exc:

@@ -67,10 +67,6 @@ MAX_KEPT_RESULTS = 2000
 MAX_OUTPUT_SHOWN = 2000
 
 
-class CheckFailed(AssertionError):
-    """Kept for code that catches it; :func:`check` reports a failed exercise by its value."""
-
-
 class CheckError(RuntimeError):
     """The check could not run (no notebook file, no seed, the grader failed): never a pass."""
 

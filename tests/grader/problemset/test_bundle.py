@@ -303,3 +303,23 @@ def test_runtime_never_ships_reference_modules():
     assert "grader.sandbox.forkserver" in modules and "grader.sandbox.harness_questions" in modules
     assert not any(m.startswith(("grader.exercises", "cnnref")) for m in modules)
     assert "grader.problemset.generate" not in modules and "grader.registry" not in modules
+
+
+def test_bundle_pyproject_depends_on_everything_the_runtime_imports():
+    import ast
+    import re
+
+    needed = set()
+    for module in bundle.runtime_modules():
+        tree = ast.parse(bundle._module_file(module).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                needed |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                needed.add(node.module.split(".")[0])
+    third_party = {n for n in needed if n not in sys.stdlib_module_names and n != "grader"}
+    declared = {re.split(r"[<>=!~ ]", d)[0] for d in bundle.BUNDLE_DEPENDENCIES}
+    assert third_party <= declared, third_party - declared
+    text = bundle.runtime_files()["pyproject.toml"]
+    assert 'cnnlab = "grader.__main__:main"' in text
+    assert all(d in text for d in bundle.BUNDLE_DEPENDENCIES)
