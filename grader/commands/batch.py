@@ -210,7 +210,10 @@ def batch(
             )
 
     if nbgrader_gradebook:
-        wrote = nbgb.write_grades(nb_course, rows)
+        # the students found in submitted/ now (a student removed since keeps nbgrader's rows)
+        wrote = nbgb.write_grades(
+            nb_course, [r for r in rows if (r.student, r.assignment) in present]
+        )
         click.echo(
             f"nbgrader:  {len(wrote.submissions)} submissions, {wrote.grades} grades in "
             f"{nbgb.db_url(nb_course)}"
