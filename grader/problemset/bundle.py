@@ -84,7 +84,14 @@ MAX_SEED = 2**31 - 1
 BUNDLE_MANIFEST = "cnnlab-bundle.json"
 BUNDLE_FORMAT = "cnnlab-bundle/1"
 #: Third-party distributions the shipped runtime imports (a test checks the list).
-BUNDLE_DEPENDENCIES = ("numpy>=1.24", "torch>=2.1", "click>=8.1", "rich>=13", "nbformat>=5.7")
+BUNDLE_DEPENDENCIES = (
+    "numpy>=1.24",
+    "torch>=2.1",
+    "click>=8.1",
+    "rich>=13",
+    "nbformat>=5.7",
+    "matplotlib>=3.7",
+)
 
 _MAIN = '''"""`cnnlab` and `python -m grader` in a student bundle: grade against its cases/."""
 
