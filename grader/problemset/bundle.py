@@ -91,6 +91,7 @@ BUNDLE_DEPENDENCIES = (
     "rich>=13",
     "nbformat>=5.7",
     "matplotlib>=3.7",
+    "pyseccomp>=0.1.2",
 )
 
 _MAIN = '''"""`cnnlab` and `python -m grader` in a student bundle: grade against its cases/."""
