@@ -457,7 +457,6 @@ def write_bundle(
             public_cases.save_answer_checks(
                 staging / CASES_DIR,
                 [q for q in asked if isinstance(q, engine.PreparedExercise)],
-                problem_seed=seed,
             )
             written += sorted(
                 p.relative_to(staging).as_posix() for p in (staging / CASES_DIR).rglob("*")

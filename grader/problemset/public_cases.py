@@ -18,9 +18,9 @@ check an answer without revealing it (:mod:`grader.answers`, docs/students.md).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -196,17 +196,17 @@ def load_prepared(directory: str | os.PathLike[str]) -> tuple[int, list[Prepared
 # ----------------------------------------------------------------------------- hashed answers
 
 
-def _salt(problem_seed: int, name: str) -> bytes:
-    """A salt per question and problem set (not secret; it only makes every digest unique,
-    so that one table of precomputed digests serves no two questions)."""
-    return hashlib.sha256(f"cnnlab-answer-salt\0{problem_seed}\0{name}".encode()).digest()[:16]
+def _salt() -> bytes:
+    """A fresh random salt per question and bundle (not secret; it makes every digest unique,
+    so that one table of precomputed digests serves no two questions). Random rather than
+    derived from the problem seed, so that the salts give away nothing about that seed."""
+    return secrets.token_bytes(16)
 
 
 def save_answer_checks(
     directory: str | os.PathLike[str],
     questions: list[PreparedExercise],
     *,
-    problem_seed: int,
     cost: dict[str, int] | None = None,
 ) -> Path:
     """Write ``answers.json``: for each numeric question (prepared with the problem seed), the
@@ -215,7 +215,6 @@ def save_answer_checks(
     Args:
         directory: the bundle's cases folder.
         questions: the prepared questions (one case each, output ``answer``).
-        problem_seed: the seed the questions' numbers come from (salts are derived from it).
         cost: scrypt's ``n``, ``r``, ``p`` (default :data:`grader.answers.DEFAULT_COST`).
 
     Returns:
@@ -231,7 +230,7 @@ def save_answer_checks(
         integer = answer.dtype.kind in "iu"
         value = int(answer) if integer else float(answer)
         quantum = None if integer else answers.float_quantum(value)
-        salt = _salt(problem_seed, q.name)
+        salt = _salt()
         mistakes = []
         for slug, outputs in case.mistakes.items():
             wrong = outputs["answer"]

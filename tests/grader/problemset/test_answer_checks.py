@@ -27,7 +27,7 @@ QUESTIONS = [s for s in registry.all_specs() if "question" in s.tags]
 def checks(tmp_path_factory) -> tuple[Path, list[engine.PreparedExercise]]:
     folder = tmp_path_factory.mktemp("cases")
     asked = [engine.prepare(s, SEED) for s in QUESTIONS]
-    public_cases.save_answer_checks(folder, asked, problem_seed=SEED, cost=CHEAP)
+    public_cases.save_answer_checks(folder, asked, cost=CHEAP)
     return folder, asked
 
 
