@@ -748,6 +748,9 @@ def grade(
     result = grade_prepared(
         submission, prepared, seed=seed, sandbox=sandbox, student=student, in_process=in_process
     )
+    # What was graded (the files found, any not read, notebook cells not run): shown with
+    # the notes in the terminal, the JSON report and Gradescope's output.
+    extra["notes"] = [*extra.get("notes", []), *submission.brief()]
     return SubmissionResult(
         seed=result.seed,
         exercises=result.exercises,

@@ -23,6 +23,7 @@ validates them strictly. This module must not import ``cnnref`` or ``grader.exer
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -47,6 +48,7 @@ MB = 1024 * 1024
 MESSAGE_CHARS = 400
 OUTPUT_FILE = "output.txt"
 SUBMISSION_FILE = "submission.json"
+#: Folder of the run folder that the student's files are said to lie in (``__file__``).
 SUBMISSION_DIR = "submission"
 SETUP_OK = b"S"
 
@@ -118,22 +120,41 @@ def _flush_output() -> None:
 
 
 class StudentCode:
-    """The submission's modules, imported lazily on first use, import errors recorded.
+    """The submission's modules, loaded lazily: an exercise runs only the modules it needs.
+
+    The parent sends, with the sources, a static map of which module binds which top-level
+    name (``symbols``, built with :mod:`ast` in :func:`grader.submission.scan_symbols`). A
+    lookup (:meth:`get`) loads only the modules that define the name asked for (and what
+    those import), so a module that loops or crashes at import costs only the exercises whose
+    functions live in it. A name nobody defines loads nothing beyond the exercise's topic
+    module and gets a "did you mean" against the names the submission does define.
 
     Args:
         data: the parsed ``submission.json`` (see :meth:`grader.submission.Submission.to_json`).
     """
+
+    #: Preference among modules binding the same name: an implementation, then an unfilled
+    #: stub, then a module that only imports it.
+    RANK = {"def": 0, "class": 0, "value": 0, "stub": 1, "import": 2}
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.kind: str = data["kind"]
         self.sources: dict[str, str] = data["modules"]
         self.files: dict[str, str] = data.get("files", {})
         self.cells: dict[str, list[str]] = data.get("cells", {})
+        self.cell_numbers: dict[str, list[int]] = data.get("cell_numbers", {})
+        #: module -> name -> kind; ``None`` (no map sent): every module is a candidate.
+        self.symbols: dict[str, dict[str, str]] | None = data.get("symbols")
+        self.depth: dict[str, int] = data.get("depth", {})
+        self.broken: dict[str, str] = data.get("broken", {})
+        self.problems: list[tuple[str, str]] = [tuple(p) for p in data.get("problems", [])]
         self.loaded: dict[str, types.ModuleType] = {}
         self.errors: dict[str, str] = {}  # module -> why it could not be imported
         self.cell_errors: dict[str, list[str]] = {}
         #: code filename -> how messages call it ("pooling.py", "hw.ipynb, cell 3")
         self.display: dict[str, str] = {}
+        #: missing helper -> the close match used in its place (see :meth:`get`)
+        self.stand_ins: dict[str, Callable[..., Any] | None] = {}
         self._private = {n for n in self.sources if n in sys.modules}
         sys.meta_path.insert(0, _Finder(self))
 
@@ -141,21 +162,30 @@ class StudentCode:
         return os.path.basename(self.files.get(name, f"{name}.py"))
 
     def filename(self, name: str) -> str:
-        return self.files.get(name) or f"{name}.py"
+        """Where module ``name`` says it lives (``__file__``, tracebacks): the run's own copy
+        when the runner wrote one (an absolute path), else its path inside the submission
+        under :data:`SUBMISSION_DIR` of the run folder; never where the parent keeps it."""
+        path = self.files.get(name) or f"{name}.py"
+        if os.path.isabs(path):
+            return path
+        return os.path.join(os.getcwd(), SUBMISSION_DIR, path)
 
     def exec_into(self, name: str, module: types.ModuleType) -> None:
         """Run module ``name``'s source in ``module`` (a notebook: cell by cell)."""
         module.__file__ = self.filename(name)
+        if name in self.broken:
+            raise ImportError(self.broken[name])
         if name in self.cells:
             nb = self.display_module(name)
             errors = self.cell_errors.setdefault(name, [])
-            for i, cell in enumerate(self.cells[name]):
-                fname = f"<{nb} cell {i + 1}>"
-                self.display[fname] = f"{nb}, cell {i + 1}"
+            numbers = self.cell_numbers.get(name) or range(1, len(self.cells[name]) + 1)
+            for number, cell in zip(numbers, self.cells[name], strict=False):
+                fname = f"<{nb} cell {number}>"
+                self.display[fname] = f"{nb}, cell {number}"
                 try:
                     exec(compile(cell, fname, "exec"), module.__dict__)
                 except BaseException as exc:  # noqa: BLE001 - one bad cell must not stop the rest
-                    errors.append(f"cell {i + 1}: {self.describe(exc)}")
+                    errors.append(f"cell {number}: {self.describe(exc)}")
             return
         fname = self.filename(name)
         self.display[fname] = self.display_module(name)
@@ -166,6 +196,9 @@ class StudentCode:
         if name in self.loaded:
             return self.loaded[name]
         if name in self.errors:
+            return None
+        if name in self.broken:
+            self.errors[name] = self.broken[name]
             return None
         try:
             if name in self._private:  # clashes with an already imported module
@@ -183,38 +216,146 @@ class StudentCode:
         self.loaded[name] = module
         return module
 
-    def order(self, hint: str | None) -> list[str]:
-        names = sorted(self.sources)
-        if hint in self.sources:
-            names.remove(hint)
-            names.insert(0, hint)
-        return names
+    def _hint_rank(self, module: str, hint: str | None) -> int:
+        """0: the module is the topic's (``pooling``); 1: its file name mentions the topic
+        (``pooling (1).ipynb``, ``jdoe_pooling.py``); 2: neither."""
+        if not hint:
+            return 2
+        if module == hint:
+            return 0
+        stem = os.path.splitext(self.display_module(module))[0].lower()
+        return 1 if hint.lower() in re.split(r"[^0-9a-z]+", stem) else 2
 
-    def get(self, function: str, hint: str | None = None) -> Callable[..., Any]:
-        """The student's callable ``function``, looking in ``hint``'s module first."""
-        looked = []
-        for name in self.order(hint):
+    def owners(self, function: str, hint: str | None) -> list[str]:
+        """The modules that bind ``function`` statically, best first: an implementation over
+        a stub over an import, then the topic's module, then the shallowest file."""
+        if self.symbols is None:
+            return sorted(self.sources, key=lambda m: (self._hint_rank(m, hint), m))
+        found = [m for m in self.sources if function in self.symbols.get(m, {})]
+        return sorted(
+            found,
+            key=lambda m: (
+                self.RANK.get(self.symbols[m][function], 3),  # type: ignore[index]
+                self._hint_rank(m, hint),
+                self.depth.get(m, 0),
+                m,
+            ),
+        )
+
+    def _lookup(self, function: str, modules: list[str]) -> Callable[..., Any] | None:
+        for name in modules:
             module = self.load(name)
-            looked.append(self.display_module(name))
             if module is None:
                 continue
             value = module.__dict__.get(function)
             if value is not None and callable(value):
                 return value
-        pattern = re.compile(rf"^\s*(async\s+)?def\s+{re.escape(function)}\s*\(", re.MULTILINE)
-        owners = [n for n, src in self.sources.items() if pattern.search(src)]
+        return None
+
+    def defined_names(self) -> dict[str, str]:
+        """Every function, class or value the submission binds -> the file that binds it."""
+        names: dict[str, str] = {}
+        for module, symbols in sorted((self.symbols or {}).items()):
+            for name, kind in symbols.items():
+                if kind != "import" and not name.startswith("_"):
+                    names.setdefault(name, self.display_module(module))
+        for module in self.loaded.values():  # names defined dynamically
+            for name, value in module.__dict__.items():
+                if callable(value) and not name.startswith("_"):
+                    names.setdefault(name, self.display_module(module.__name__))
+        return names
+
+    def close_matches(self, function: str, exclude: tuple[str, ...] = ()) -> list[str]:
+        """Names the submission defines that look like ``function`` (a typo, a rename)."""
+        names = [n for n in self.defined_names() if n != function and n not in exclude]
+        lowered = {n.lower(): n for n in names}
+        same_case = [lowered[function.lower()]] if function.lower() in lowered else []
+        close = difflib.get_close_matches(function, names, n=3, cutoff=0.6)
+        return list(dict.fromkeys(same_case + close))
+
+    def get(
+        self, function: str, hint: str | None = None, *, exercise: str | None = None
+    ) -> Callable[..., Any]:
+        """The student's callable ``function``.
+
+        Args:
+            function: the name the harness asks for.
+            hint: the exercise's topic (``"pooling"``): preferred when several modules define
+                ``function``, and searched when none does statically.
+            exercise: the exercise's own function. When the harness asks for another one (a
+                backward asks for its forward, to build the cache) and the submission lacks it
+                but defines exactly one close match (a rename), the match stands in and a note
+                says so; the exercise's own function never has a stand-in.
+
+        Raises:
+            MissingFunction: no such function; the message names the module that failed to
+                import, or suggests the names that look alike ("did you mean").
+        """
+        owners = self.owners(function, hint)
+        found = self._lookup(function, owners)
+        if found is not None:
+            return found
+        if self.symbols is not None:  # defined dynamically? look in the topic's modules only
+            topical = [m for m in self.sources if m not in owners and self._hint_rank(m, hint) < 2]
+            found = self._lookup(function, sorted(topical, key=lambda m: (self.depth.get(m, 0), m)))
+            if found is not None:
+                return found
         for name in [*owners, hint]:
             if name in self.errors:  # the module that defines it (or should) did not import
                 raise MissingFunction(f"{self.errors[name]} (so {function} could not be loaded)")
-        message = (
-            f"no function named {function!r} in your submission (looked in: {', '.join(looked)})"
-        )
+        exclude = (exercise,) if exercise else ()
+        close = self.close_matches(function, exclude)
+        if exercise is not None and function != exercise and function[:1].islower():
+            stand_in = self._stand_in(function, close, hint, exercise)
+            if stand_in is not None:
+                return stand_in
+        raise MissingFunction(self.missing_message(function, close))
+
+    def _stand_in(
+        self, function: str, close: list[str], hint: str | None, exercise: str
+    ) -> Callable[..., Any] | None:
+        """The one close match of a missing helper function (see :meth:`get`), or ``None``."""
+        if function in self.stand_ins:
+            return self.stand_ins[function]
+        found = None
+        if len(close) == 1 and difflib.SequenceMatcher(None, function, close[0]).ratio() >= 0.75:
+            try:
+                found = self.get(close[0], hint)
+            except MissingFunction:
+                found = None
+            if isinstance(found, type):
+                found = None
+        if found is not None:
+            where = self.defined_names().get(close[0], "your code")
+            sys.stderr.write(
+                f"[cnnlab] {exercise} needs your {function}, which is not defined; your "
+                f"{close[0]} ({where}) was used in its place. Rename it to {function}: the "
+                f"exercise {function} itself scores 0 until you do.\n"
+            )
+        self.stand_ins[function] = found
+        return found
+
+    def missing_message(self, function: str, close: list[str]) -> str:
+        """Why ``function`` is missing, with "did you mean" and what could not be read."""
+        message = f"no function named {function!r} in your submission"
+        if close:
+            names = self.defined_names()
+            shown = " or ".join(f"{n!r} (in {names.get(n, 'your code')})" for n in close)
+            message += (
+                f"; did you mean {shown}? The grader calls the function by the name the "
+                f"exercise gives it: rename yours to {function}"
+            )
+        else:
+            files = sorted({self.display_module(m) for m in self.sources})
+            shown = ", ".join(files[:6]) + (", ..." if len(files) > 6 else "")
+            message += f" (your files: {shown}); define it with exactly this name"
         failed = [f"{self.display_module(n)}: {e}" for n, e in self.errors.items()]
         for name, errs in self.cell_errors.items():
             failed += [f"{self.display_module(name)} {e}" for e in errs[:3]]
+        failed += [f"{file} could not be read: {why}" for file, why in self.problems]
         if failed:
             message += "; " + "; ".join(failed[:3])
-        raise MissingFunction(message)
+        return message
 
     # ----------------------------------------------------------------- messages
 
@@ -385,7 +526,7 @@ def _run_cases(code: StudentCode, harness: Any, req: dict[str, Any]) -> None:
     )
 
     def get(name: str) -> Callable[..., Any]:
-        return code.get(name, hint)
+        return code.get(name, hint, exercise=function)
 
     for i in range(int(req["n_cases"])):
         reserve = bytearray(2 * MB)  # freed on MemoryError so the status can be written

@@ -85,13 +85,14 @@ def test_error_message_names_function_file_line(box, tmp_path):
     assert case.message == "IndexError in helper (pooling.py, line 3): list index out of range"
 
 
-def test_missing_function_lists_where_it_looked(box, tmp_path):
+def test_missing_function_lists_the_files(box, tmp_path):
     write(tmp_path, "layers.py", "X = 1\n")
     write(tmp_path, "pooling.py", "def other(): pass\n")
     (case,) = run(box, tmp_path, module_hint="pooling").cases
     assert case.status == "error"
     assert case.message == (
-        "no function named 'conv_output_size' in your submission (looked in: pooling.py, layers.py)"
+        "no function named 'conv_output_size' in your submission (your files: layers.py, "
+        "pooling.py); define it with exactly this name"
     )
 
 
@@ -115,7 +116,9 @@ def test_notebook_runs_cell_by_cell(box, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np"),
-        nbformat.v4.new_code_cell("raise ValueError('an experiment that failed')"),
+        nbformat.v4.new_code_cell(
+            "raise ValueError('an experiment that failed')\ndef dense_params():\n    return 1"
+        ),
         nbformat.v4.new_code_cell(CORRECT),
         nbformat.v4.new_code_cell("undefined_name + 1"),
     ]
