@@ -3,10 +3,13 @@
 The pipeline, one small step each:
 
 1. :func:`discover` turns a submissions folder into :class:`Entry` records (one per student and
-   assignment): folders, ``.zip`` files, ``.py`` files, notebooks, and nbgrader's
-   ``submitted/<student>/<assignment>/`` layout. The student id is the entry's name.
+   assignment) for its layout (:mod:`grader.classroom.layouts`): folders, ``.zip`` files,
+   ``.py`` files, notebooks; Canvas, Moodle and Blackboard downloads; nbgrader's
+   ``submitted/<student>/<assignment>/``.
 2. :func:`content_hash` fingerprints an entry's files, so ``--resume`` can tell an already
-   graded submission from a changed resubmission.
+   graded submission from a changed resubmission. It reads the files as hostile input, as the
+   workers do (:mod:`grader.submission`): a student whose files cannot be read is recorded as
+   unreadable with the reason, and the batch goes on.
 3. :func:`run_batch` grades the entries in worker processes (``jobs`` of them, each with its
    own sandbox), writes each result to the :class:`~grader.classroom.gradebook.Gradebook` in one
    transaction as soon as it is finished, retries a grader failure once and records it as
@@ -30,13 +33,10 @@ import multiprocessing
 import os
 import re
 import signal
-import stat
-import tempfile
 import time
 import traceback
 import unicodedata
 import urllib.parse
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from grader import seeds
+from grader.classroom import layouts
 from grader.classroom.gradebook import (
     GRADER_ERROR,
     UNREADABLE,
@@ -51,18 +52,21 @@ from grader.classroom.gradebook import (
     GradedSubmission,
     write_atomic,
 )
+from grader.classroom.layouts import Discovery, Entry, content_hash, load_entry
 from grader.errors import ConfigError, GraderFailure, SubmissionError
 from grader.results import Result, Status, SubmissionResult
 from grader.sanitize import clean_text, csv_cell, md_code_block, md_text, truncate
+from grader.submission import ZIP_MAX_MEMBERS as ZIP_LIMIT_MEMBERS
+from grader.submission import ZIP_MAX_TOTAL_BYTES as ZIP_LIMIT_TOTAL_BYTES
 
 # -- limits for .zip submissions (a zip bomb or a path traversal must not hurt the batch) ---
 
 #: Most members a submission zip may hold.
-ZIP_MAX_MEMBERS = 500
+ZIP_MAX_MEMBERS = ZIP_LIMIT_MEMBERS
 #: Most bytes one extracted member may have.
 ZIP_MAX_MEMBER_BYTES = 16 * 1024 * 1024
 #: Most bytes a whole extracted submission may have.
-ZIP_MAX_TOTAL_BYTES = 64 * 1024 * 1024
+ZIP_MAX_TOTAL_BYTES = ZIP_LIMIT_TOTAL_BYTES
 #: The grading function workers call: the engine in the worker's sandbox.
 DEFAULT_GRADE_FN = "grader.classroom.batch:grade_entry"
 #: Seconds a worker may take to start (import torch, the registry) before it is replaced.
@@ -72,57 +76,6 @@ MAX_WORKER_START_FAILURES = 3
 #: Files taken out of a zip; everything else (data, caches, binaries) is left in it.
 GRADABLE_SUFFIXES = (".py", ".ipynb")
 
-_IGNORED_NAMES = {"__MACOSX", "__pycache__", "Thumbs.db", "desktop.ini"}
-
-EntryKind = Literal["folder", "file", "notebook", "zip"]
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One student's submission of one assignment, as found on disk.
-
-    Attributes:
-        student: student id, the entry's name (``alice`` for ``alice/``, ``alice.zip``,
-            ``alice.py``, ``alice.ipynb`` or nbgrader's ``submitted/alice/<assignment>/``).
-        assignment: assignment name (nbgrader's folder name, else the batch's assignment).
-        path: the folder, file or zip to grade.
-        kind: ``folder``, ``file`` (.py), ``notebook`` (.ipynb) or ``zip``.
-    """
-
-    student: str
-    assignment: str
-    path: Path
-    kind: EntryKind
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """What :func:`discover` found.
-
-    Attributes:
-        entries: gradable entries, sorted by (assignment, student).
-        skipped: ``(path, reason)`` for everything that was not taken (shown as warnings).
-        nbgrader: True when the folder had nbgrader's ``submitted/`` layout.
-    """
-
-    entries: tuple[Entry, ...]
-    skipped: tuple[tuple[Path, str], ...] = ()
-    nbgrader: bool = False
-
-
-def _ignored(p: Path) -> bool:
-    return p.name.startswith(".") or p.name in _IGNORED_NAMES or p.name.startswith("~$")
-
-
-def _kind_of(p: Path) -> EntryKind | None:
-    if p.is_dir():
-        return "folder"
-    suffix = p.suffix.lower()
-    return {".py": "file", ".ipynb": "notebook", ".zip": "zip"}.get(suffix)  # type: ignore[return-value]
-
-
-def _student_id(name: str) -> str:
-    return name.strip()
 
 
 def discover(
@@ -131,144 +84,17 @@ def discover(
     assignment: str = seeds.DEFAULT_ASSIGNMENT,
     only_assignment: str | None = None,
     exclude: Iterable[Path] = (),
+    layout: str = "auto",
 ) -> Discovery:
-    """Find one submission per student in ``root``.
-
-    Layouts understood:
-
-    * a folder with one entry per student: ``alice/`` (a folder of ``.py`` files or
-      notebooks), ``bob.zip``, ``carol.py``, ``dave.ipynb``;
-    * nbgrader: ``root/submitted/<student>/<assignment>/`` or ``root`` being ``submitted/``
-      itself; every assignment found is graded unless ``only_assignment`` names one.
-
-    Args:
-        root: the submissions folder.
-        assignment: assignment name given to entries of the flat layout.
-        only_assignment: nbgrader layout: grade only this assignment.
-        exclude: paths never taken as a submission (the batch's own --out folder).
-
-    Returns:
-        The entries found and what was skipped.
-
-    Raises:
-        SubmissionError: ``root`` is missing or not a folder, holds no submission, or holds
-            two entries for the same student.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise SubmissionError(
-            f"no such folder {str(root)!r}: pass the folder holding one folder, .zip, .py or "
-            ".ipynb per student (or nbgrader's course folder with submitted/)"
-        )
-    if not root.is_dir():
-        raise SubmissionError(
-            f"{str(root)!r} is a file: `cnnlab batch` takes a folder of submissions; "
-            f"to grade one submission run `cnnlab grade {root}`"
-        )
-    nb_root = None
-    if root.name == "submitted":
-        nb_root = root
-    elif (root / "submitted").is_dir():
-        nb_root = root / "submitted"
-    if nb_root is not None:
-        return _discover_nbgrader(nb_root, only_assignment)
-
-    entries: list[Entry] = []
-    skipped: list[tuple[Path, str]] = []
-    seen: dict[str, Path] = {}
-    excluded = {q.resolve() for q in exclude}
-    for p in sorted(root.iterdir()):
-        if _ignored(p) or p.resolve() in excluded:
-            continue
-        kind = _kind_of(p)
-        if kind is None:
-            skipped.append((p, "not a folder, .zip, .py or .ipynb"))
-            continue
-        student = _student_id(p.stem if kind != "folder" else p.name)
-        if student in seen:
-            raise SubmissionError(
-                f"two submissions for student {student!r}: {seen[student].name} and {p.name}; "
-                "keep one of them (or move the other out of the folder) and run again"
-            )
-        seen[student] = p
-        entries.append(Entry(student, assignment, p, kind))
-    if not entries:
-        raise SubmissionError(
-            f"no submissions in {str(root)!r}: expected one folder, .zip, .py or .ipynb per "
-            "student, or nbgrader's submitted/<student>/<assignment>/ layout"
-        )
-    return Discovery(tuple(entries), tuple(skipped))
-
-
-def _discover_nbgrader(submitted: Path, only_assignment: str | None) -> Discovery:
-    entries: list[Entry] = []
-    skipped: list[tuple[Path, str]] = []
-    found_assignments: set[str] = set()
-    for student_dir in sorted(submitted.iterdir()):
-        if _ignored(student_dir):
-            continue
-        if not student_dir.is_dir():
-            skipped.append((student_dir, "nbgrader layout: expected a folder per student"))
-            continue
-        for assignment_dir in sorted(student_dir.iterdir()):
-            if _ignored(assignment_dir) or not assignment_dir.is_dir():
-                continue
-            found_assignments.add(assignment_dir.name)
-            if only_assignment is not None and assignment_dir.name != only_assignment:
-                continue
-            entries.append(
-                Entry(_student_id(student_dir.name), assignment_dir.name, assignment_dir, "folder")
-            )
-    if not entries:
-        if only_assignment is not None and found_assignments:
-            raise SubmissionError(
-                f"no submission of assignment {only_assignment!r} in {str(submitted)!r}; "
-                f"assignments found: {', '.join(sorted(found_assignments))}"
-            )
-        raise SubmissionError(
-            f"no submissions in {str(submitted)!r}: nbgrader's layout is "
-            "submitted/<student>/<assignment>/ with the notebooks inside"
-        )
-    entries.sort(key=lambda e: (e.assignment, e.student))
-    return Discovery(tuple(entries), tuple(skipped), nbgrader=True)
-
-
-# -- content hash --------------------------------------------------------------------------
-
-
-def _gradable_files(folder: Path) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not _ignored(Path(d)))
-        for name in sorted(filenames):
-            p = Path(dirpath) / name
-            if not _ignored(p) and p.suffix.lower() in GRADABLE_SUFFIXES:
-                out.append(p)
-    return out
-
-
-def content_hash(entry: Entry) -> str:
-    """SHA-256 of what is graded: a folder's ``.py``/``.ipynb`` files (relative path and
-    bytes; nbgrader's ``timestamp.txt`` and caches do not count), or the file's bytes.
-
-    Raises:
-        SubmissionError: the entry cannot be read.
-    """
-    h = hashlib.sha256()
-    try:
-        if entry.path.is_dir():
-            for p in _gradable_files(entry.path):
-                rel = p.relative_to(entry.path).as_posix().encode()
-                h.update(len(rel).to_bytes(4, "big") + rel)
-                data = p.read_bytes()
-                h.update(len(data).to_bytes(8, "big") + data)
-        else:
-            with entry.path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    except OSError as exc:
-        raise SubmissionError(f"cannot read {str(entry.path)!r}: {exc.strerror}") from exc
-    return h.hexdigest()
+    """Find one submission per student in ``root``: see :func:`grader.classroom.layouts.discover`
+    (folders, zips, files, notebooks; Canvas, Moodle and Blackboard downloads; nbgrader)."""
+    return layouts.discover(
+        root,
+        layout=layout,
+        assignment=assignment,
+        only_assignment=only_assignment,
+        exclude=exclude,
+    )
 
 
 # -- safe zip extraction -------------------------------------------------------------------
@@ -284,146 +110,38 @@ def extract_zip(
 ) -> Path:
     """Extract the ``.py`` and ``.ipynb`` files of ``archive`` into ``dest``, safely.
 
-    Refused (with :class:`SubmissionError`): absolute paths or ``..`` (path traversal),
-    symbolic links, encrypted members, more than ``max_members`` members, a member larger
-    than ``max_member_bytes`` or a total above ``max_total_bytes``. Sizes are enforced
-    while streaming, not trusted from the zip's headers (a zip bomb lies about them).
+    The checks are :func:`grader.submission.zip_sources`'s (absolute paths and ``..``,
+    symbolic links, encrypted members, names that clash, member count; sizes counted while
+    decompressing, never trusted from the headers); nothing is written before every member
+    passed them. Batch grading reads zips in memory and never calls this; it is for a person
+    who wants to look at a submission.
 
     Returns:
         ``dest``.
+
+    Raises:
+        SubmissionError: the zip is refused (the message says why and what to do).
     """
-    name = archive.name
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise SubmissionError(
-            f"{name} is not a readable zip file ({exc}); ask the student to zip their folder again"
-        ) from exc
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > max_members:
+    from grader.submission import zip_sources
+
+    sources, _notes = zip_sources(
+        archive, label=archive.name, max_members=max_members, max_total_bytes=max_total_bytes
+    )
+    contents = []
+    for source in sources:
+        data = source.read()
+        if len(data) > max_member_bytes:
             raise SubmissionError(
-                f"{name} holds {len(infos)} files (more than {max_members}); a submission "
-                "needs only its .py files or notebook"
+                f"{archive.name}: {source.relpath} is {len(data)} bytes (limit "
+                f"{max_member_bytes}); a submission needs only source code"
             )
-        total = 0
-        dest.mkdir(parents=True, exist_ok=True)
-        for info in infos:
-            member = info.filename.replace("\\", "/")
-            parts = [p for p in member.split("/") if p not in ("", ".")]
-            if (
-                member.startswith("/")
-                or re.match(r"^[A-Za-z]:", member)
-                or any(p == ".." for p in parts)
-            ):
-                raise SubmissionError(
-                    f"{name} contains the unsafe path {info.filename!r} (outside the "
-                    "submission); it was not extracted"
-                )
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise SubmissionError(
-                    f"{name} contains a symbolic link ({info.filename!r}); links are not "
-                    "accepted, zip the files themselves"
-                )
-            if info.flag_bits & 0x1:
-                raise SubmissionError(f"{name} is encrypted; submit an unencrypted zip")
-            if info.is_dir() or not parts:
-                continue
-            if any(_ignored(Path(p)) for p in parts) or not parts[-1].lower().endswith(
-                GRADABLE_SUFFIXES
-            ):
-                continue
-            if info.file_size > max_member_bytes:
-                raise SubmissionError(
-                    f"{name}: {info.filename} is {info.file_size} bytes (limit "
-                    f"{max_member_bytes}); a submission needs only source code"
-                )
-            target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written = 0
-            try:
-                with zf.open(info) as src, target.open("wb") as out:
-                    while chunk := src.read(1 << 16):
-                        written += len(chunk)
-                        total += len(chunk)
-                        if written > max_member_bytes or total > max_total_bytes:
-                            raise SubmissionError(
-                                f"{name} expands to more than "
-                                f"{min(max_member_bytes, max_total_bytes)} bytes (a zip bomb?); "
-                                "it was not graded"
-                            )
-                        out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-                raise SubmissionError(f"{name} is damaged ({exc}); ask for a new zip") from exc
+        contents.append((source.relpath, data))
+    dest.mkdir(parents=True, exist_ok=True)
+    for relpath, data in contents:
+        target = dest.joinpath(*relpath.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
     return dest
-
-
-# -- what to grade inside an entry ---------------------------------------------------------
-
-
-def resolve_gradable(folder: Path, *, depth: int = 3) -> tuple[Path, list[Path]]:
-    """Find what to grade in a student's folder.
-
-    Returns:
-        ``(path, notebooks)``: ``path`` is the folder if it holds ``.py`` files, the notebook
-        if it holds exactly one; with several notebooks and no ``.py`` file, ``path`` is the
-        folder and ``notebooks`` lists them (they are combined into one submission). A folder
-        holding only one sub-folder (a zip of a folder) is descended into.
-
-    Raises:
-        SubmissionError: no ``.py`` or ``.ipynb`` file was found.
-    """
-    children = [c for c in folder.iterdir() if not _ignored(c)] if folder.is_dir() else []
-    py = [c for c in children if c.is_file() and c.suffix.lower() == ".py"]
-    nbs = sorted(c for c in children if c.is_file() and c.suffix.lower() == ".ipynb")
-    if py:
-        return folder, []
-    if len(nbs) == 1:
-        return nbs[0], []
-    if nbs:
-        return folder, nbs
-    dirs = [c for c in children if c.is_dir()]
-    if len(dirs) == 1 and depth > 0:
-        return resolve_gradable(dirs[0], depth=depth - 1)
-    raise SubmissionError(
-        f"no .py file or notebook in {folder.name!r}: a submission is a folder of .py files, "
-        "a .py file or an .ipynb notebook"
-    )
-
-
-def load_notebooks(folder: Path, notebooks: list[Path]) -> Any:
-    """One submission from several notebooks (nbgrader's one notebook per topic): each
-    notebook is a module named after it, executed cell by cell in the sandbox exactly as
-    ``cnnlab grade <notebook>`` does, so a broken cell only costs the functions it defines.
-
-    Raises:
-        SubmissionError: a notebook cannot be read; two notebooks give the same module name.
-    """
-    from grader.submission import Submission, load_submission
-
-    modules: dict[str, str] = {}
-    files: dict[str, str] = {}
-    cells: dict[str, tuple[str, ...]] = {}
-    for nb in notebooks:
-        sub = load_submission(nb)
-        for name, source in sub.modules.items():
-            if name in modules:
-                raise SubmissionError(
-                    f"{nb.name} and {Path(files[name]).name} give the same module name "
-                    f"{name!r}; rename one of them"
-                )
-            modules[name] = source
-            files[name] = sub.files.get(name, str(nb))
-            if name in sub.cells:
-                cells[name] = sub.cells[name]
-    return Submission(
-        path=folder.resolve(),
-        kind="folder",
-        modules=dict(sorted(modules.items())),
-        files=files,
-        cells=cells,
-    )
 
 
 # -- grading one entry (runs in a worker) --------------------------------------------------
@@ -512,40 +230,31 @@ def _prepared(seed: int, exercises: tuple[str, ...] | None) -> list[Any]:
 
 
 def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -> SubmissionResult:
-    """Grade one entry with the engine in this process's sandbox (zip: extracted to a
-    temporary folder first, removed afterwards).
+    """Grade one entry with the engine in this process's sandbox. The student's files are read
+    as hostile input (:func:`grader.classroom.layouts.load_entry`: zips in memory, nothing is
+    extracted to disk).
 
     Raises:
-        SubmissionError: the submission cannot be read (bad zip, no code, bad notebook).
+        SubmissionError: the submission cannot be read (bad zip, no code, a link leaving the
+            submission, a FIFO or device, a damaged sole notebook).
         GraderFailure: the grader failed.
     """
     from grader import engine
-    from grader.submission import load_submission
 
-    with tempfile.TemporaryDirectory(prefix="cnnlab-batch-") as tmp:
-        tmp_path = Path(tmp)
-        folder = entry.path
-        if entry.kind == "zip":
-            folder = extract_zip(entry.path, tmp_path / "unzipped")
-        if entry.kind in ("file", "notebook"):
-            submission = load_submission(entry.path)
-        else:
-            target, notebooks = resolve_gradable(folder)
-            loader = (lambda t: load_notebooks(t, notebooks)) if notebooks else load_submission
-            submission = loader(target)
-        result = engine.grade_prepared(
-            submission,
-            _prepared(engine.check_seed(seed), exercises),
-            seed=seed,
-            sandbox=_sandbox(),
-            student=entry.student,
-        )
+    submission = load_entry(entry)
+    result = engine.grade_prepared(
+        submission,
+        _prepared(engine.check_seed(seed), exercises),
+        seed=seed,
+        sandbox=_sandbox(),
+        student=entry.student,
+    )
     return SubmissionResult(
         seed=result.seed,
         exercises=result.exercises,
         source=str(entry.path),
         student=entry.student,
-        extra=result.extra,
+        extra={**result.extra, "graded_files": submission.summary()},
     )
 
 

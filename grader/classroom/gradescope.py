@@ -8,7 +8,10 @@ The zip holds:
 * ``setup.sh``: installs ``torch==2.13.0`` (CPU build) first, then cnnlab from the wheel in
   ``dist/`` (no network beyond the package registries);
 * ``run_autograder``: grades ``$AUTOGRADER_ROOT/submission`` (default ``/autograder``) in
-  cnnlab's sandbox with ``cnnlab grade --gradescope`` and moves the result to
+  cnnlab's sandbox with ``cnnlab grade --gradescope``: the student's ``.py`` files and
+  notebooks wherever they lie in that folder (a GitHub or zip upload nests them), recognised by
+  the functions they define, with what was graded at the top of the output; it moves the
+  result to
   ``results/results.json`` only after the grading process, and with it every child that ran
   student code, has exited. A ``results.json`` that exists before grading (a forgery) is
   removed first;
@@ -102,8 +105,8 @@ README = """cnnlab autograder for Gradescope
 ================================
 
 Upload this zip as the autograder of a Gradescope "programming assignment" (Ubuntu base
-image). setup.sh installs torch and cnnlab; run_autograder grades each submission (a folder
-of .py files, a .py file or one .ipynb) and writes results.json.
+image). setup.sh installs torch and cnnlab; run_autograder grades each submission (.py files
+and notebooks, wherever they lie in the uploaded folder) and writes results.json.
 
 Built by `cnnlab export gradescope` (cnnlab {version}); settings in cnnlab_autograder.json.
 Keep this zip private when it contains course_secret (per-student seeds).

@@ -68,6 +68,15 @@ EXIT_INTERRUPTED = 130
     f"(default {seeds.DEFAULT_ASSIGNMENT!r}).",
 )
 @click.option(
+    "--layout",
+    type=click.Choice(["auto", "folders", "canvas", "moodle", "blackboard", "nbgrader"]),
+    default="auto",
+    show_default=True,
+    help="How SUBMISSIONS is laid out: one folder/.zip/.py/.ipynb per student (folders), an "
+    "LMS download (canvas, moodle, blackboard; unzipped) or nbgrader's submitted/ folder. "
+    "auto detects it from the file names (see docs/batch.md).",
+)
+@click.option(
     "--submission-timeout",
     type=click.FloatRange(1.0),
     default=None,
@@ -97,6 +106,7 @@ def batch(
     seed: int | None,
     exercises: tuple[str, ...],
     assignment: str | None,
+    layout: str,
     submission_timeout: float | None,
     allow_weak_sandbox: bool = False,
     nbgrader_gradebook: bool = False,
@@ -104,7 +114,9 @@ def batch(
     """Grade a class: one submission per student in SUBMISSIONS.
 
     SUBMISSIONS holds one folder, .zip, .py or .ipynb per student (the name is the student
-    id), or is an nbgrader course folder with submitted/<student>/<assignment>/. Each student
+    id), is an unzipped Canvas, Moodle or Blackboard download (detected from the file names,
+    or chosen with --layout), or is an nbgrader course folder with
+    submitted/<student>/<assignment>/. Each student
     is graded with a seed derived from the course secret and their id, so nobody can shop
     for easy numbers; --seed N grades everyone with one seed instead.
 
@@ -123,6 +135,7 @@ def batch(
       cnnlab batch submissions/ --out gradebook/ --resume
       cnnlab batch nbgrader-course/ --assignment cnn --seed 7 -e maxpool2d_backward
       cnnlab batch nbgrader-course/ --seed 2026 --nbgrader-gradebook
+      cnnlab batch canvas-download/ --layout canvas --out gradebook/
     """
     from grader import registry
     from grader.classroom import batch as batchlib
@@ -153,8 +166,11 @@ def batch(
         assignment=assignment or seeds.DEFAULT_ASSIGNMENT,
         only_assignment=assignment,
         exclude=[out_dir],
+        layout=layout,
     )
     entries = batchlib.normalize_entries(found.entries)  # duplicates: exit 2, nothing written
+    if found.layout != "folders":
+        click.echo(f"layout: {found.layout} ({len(found.entries)} students)", err=True)
     for path, reason in found.skipped:
         click.echo(f"skipped {path.name}: {reason}", err=True)
     if nbgrader_gradebook:  # fail before grading, not after

@@ -180,7 +180,6 @@ def test_extract_zip_takes_only_code(tmp_path):
     out = batch.extract_zip(z, tmp_path / "out")
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == ["a/layers.py", "a/nb.ipynb"]
-    assert batch.resolve_gradable(out) == (out / "a", [])
 
 
 @pytest.mark.parametrize(
@@ -224,19 +223,43 @@ def test_extract_zip_refuses_too_many_members_and_garbage(tmp_path):
         batch.extract_zip(bad, tmp_path / "out3")
 
 
-def test_resolve_gradable(tmp_path):
-    (tmp_path / "one").mkdir()
-    (tmp_path / "one" / "p.ipynb").write_text("{}")
-    assert batch.resolve_gradable(tmp_path / "one") == (tmp_path / "one" / "p.ipynb", [])
-    (tmp_path / "two").mkdir()
-    for n in ("a.ipynb", "b.ipynb"):
-        (tmp_path / "two" / n).write_text("{}")
-    folder, nbs = batch.resolve_gradable(tmp_path / "two")
-    assert folder == tmp_path / "two" and [p.name for p in nbs] == ["a.ipynb", "b.ipynb"]
+def _notebook(path: Path, *cells: str) -> Path:
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"c{i}",
+                "metadata": {},
+                "source": c,
+                "outputs": [],
+                "execution_count": None,
+            }
+            for i, c in enumerate(cells)
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_load_entry_finds_code_at_any_depth(tmp_path):
+    from grader.classroom.layouts import load_entry
+
+    one = _notebook(tmp_path / "one" / "hw3" / "p.ipynb", "def f():\n    return 1\n")
+    sub = load_entry(Entry("one", "cnn", tmp_path / "one", "folder"))
+    assert sub.files == {"p": "hw3/p.ipynb"} and sub.symbols["p"] == {"f": "def"}
+    assert one.is_file()
+    _notebook(tmp_path / "two" / "a.ipynb", "def f():\n    return 1\n")
+    _notebook(tmp_path / "two" / "b.ipynb", "def g():\n    return 2\n")
+    sub = load_entry(Entry("two", "cnn", tmp_path / "two", "folder"))
+    assert sorted(sub.modules) == ["a", "b"]
     (tmp_path / "none").mkdir()
     (tmp_path / "none" / "notes.txt").write_text("")
     with pytest.raises(SubmissionError, match="no .py file or notebook"):
-        batch.resolve_gradable(tmp_path / "none")
+        load_entry(Entry("none", "cnn", tmp_path / "none", "folder"))
 
 
 # -- seeds ---------------------------------------------------------------------------------
@@ -407,39 +430,19 @@ def test_feedback_file_names_are_safe(tmp_path):
     assert batch.safe_filename("...").startswith("student~")
 
 
-@pytest.mark.slow
 def test_several_notebooks_are_one_submission_executed_cell_by_cell(tmp_path):
     """nbgrader's one notebook per topic: one module per notebook, cells kept apart, so a
     broken cell does not take the rest of its notebook down (as with `cnnlab grade nb`)."""
+    from grader.classroom.layouts import load_entry
     from grader.submission import Submission
 
-    for stem, cells in (
-        ("layers", ["def f():\n    return 1\n", "def broken(:\n"]),
-        ("pool", ["def g():\n    return 2\n"]),
-    ):
-        nb = {
-            "cells": [
-                {
-                    "cell_type": "code",
-                    "id": f"c{i}",
-                    "metadata": {},
-                    "source": c,
-                    "outputs": [],
-                    "execution_count": None,
-                }
-                for i, c in enumerate(cells)
-            ],
-            "metadata": {},
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
-        (tmp_path / f"{stem}.ipynb").write_text(json.dumps(nb))
-    folder, notebooks = batch.resolve_gradable(tmp_path)
-    sub = batch.load_notebooks(folder, notebooks)
+    _notebook(tmp_path / "layers.ipynb", "def f():\n    return 1\n", "def broken(:\n")
+    _notebook(tmp_path / "pool.ipynb", "def g():\n    return 2\n")
+    sub = load_entry(Entry("s", "cnn", tmp_path, "folder"))
     assert isinstance(sub, Submission)
     assert sorted(sub.modules) == ["layers", "pool"]
     assert [c.strip() for c in sub.cells["layers"]] == ["def f():\n    return 1", "def broken(:"]
-    assert sub.files["pool"].endswith("pool.ipynb")
+    assert sub.files["pool"] == "pool.ipynb"
 
 
 # -- the command, end to end with the real engine and sandbox -------------------------------
