@@ -485,7 +485,7 @@ def zip_sources(
                 raise SubmissionError(f"{label} is encrypted; submit an unencrypted zip")
             if info.is_dir() or not parts or any(_is_ignored(p) for p in parts):
                 continue
-            suffix = PurePosixPath(parts[-1]).suffix.lower()
+            suffix = PurePosixPath(parts[-1].rstrip(". ")).suffix.lower()  # as Windows reads it
             if suffix == ".zip":
                 notes.append(f"{label}: {'/'.join(parts)} is a zip inside the zip; not opened")
                 continue
@@ -832,7 +832,7 @@ def select_cells(sources: list[str]) -> list[int]:
     infos = [analyse_cell(s) for s in sources]
     keep = {i for i, info in enumerate(infos) if info.defines_code or info.opaque}
     needed: set[str] = set()
-    for i in keep:
+    for i in keep:  # what the functions are called (a later cell may rebind them) and read
         needed |= infos[i].binds | infos[i].uses
     changed = True
     while changed:
@@ -840,7 +840,7 @@ def select_cells(sources: list[str]) -> list[int]:
         for i, info in enumerate(infos):
             if i not in keep and (info.binds | info.changes) & needed:
                 keep.add(i)
-                needed |= info.binds | info.uses
+                needed |= info.uses  # what it binds besides is not needed by anything
                 changed = True
     return sorted(keep)
 
@@ -1005,11 +1005,25 @@ class Submission:
         kinds = self.symbols.get(module, {})
         return [n for n, k in kinds.items() if k in ("def", "class") and not n.startswith("_")]
 
-    def owners(self, name: str) -> list[str]:
-        """Modules binding ``name``: implementations first, then stubs, then imports."""
+    def owners(self, name: str, topic: str | None = None) -> list[str]:
+        """Modules binding ``name``, in the order the sandboxed child tries them: an
+        implementation before a stub before an import, then the module named ``topic``, then
+        one whose file name mentions it (``pooling (1).ipynb``), then the shallowest."""
         rank = {"def": 0, "class": 0, "value": 0, "stub": 1, "import": 2}
+
+        def topical(module: str) -> int:
+            if topic is None:
+                return 2
+            if module == topic:
+                return 0
+            stem = PurePosixPath(self.files.get(module, module)).stem.lower()
+            return 1 if topic.lower() in re.split(r"[^0-9a-z]+", stem) else 2
+
         found = [m for m in self.modules if name in self.symbols.get(m, {})]
-        return sorted(found, key=lambda m: (rank[self.symbols[m][name]], self.depth.get(m, 0), m))
+        return sorted(
+            found,
+            key=lambda m: (rank[self.symbols[m][name]], topical(m), self.depth.get(m, 0), m),
+        )
 
     def file_lines(self) -> list[str]:
         """One line per file graded: what it defines, and what about it needs attention.
@@ -1273,8 +1287,10 @@ def load_submission(path: str | Path) -> Submission:
         elif not path.suffix:
             kind = "folder"
         raise SubmissionError(f"no such {kind} {given!r}: {WHAT_TO_PASS}")
-    path = path.resolve()
+    # The folders above are the caller's; a link in the last place is read as what it is.
+    path = path.parent.resolve() / path.name
     if path.is_dir():
+        path = path.resolve()
         found = walk_folder(path)
         if not found.sources:
             raise SubmissionError(

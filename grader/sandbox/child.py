@@ -267,7 +267,15 @@ class StudentCode:
 
     def close_matches(self, function: str, exclude: tuple[str, ...] = ()) -> list[str]:
         """Names the submission defines that look like ``function`` (a typo, a rename)."""
-        names = [n for n in self.defined_names() if n != function and n not in exclude]
+        opposite = {"forward": "backward", "backward": "forward"}
+        swapped = {
+            function.replace(word, other) for word, other in opposite.items() if word in function
+        }  # maxpool2d_backward is another exercise, not a misspelt maxpool2d_forward
+        names = [
+            n
+            for n in self.defined_names()
+            if n != function and n not in exclude and n not in swapped
+        ]
         lowered = {n.lower(): n for n in names}
         same_case = [lowered[function.lower()]] if function.lower() in lowered else []
         close = difflib.get_close_matches(function, names, n=3, cutoff=0.6)

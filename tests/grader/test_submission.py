@@ -143,3 +143,291 @@ def test_to_json_carries_everything_the_child_needs(tmp_path):
     assert data["files"] == {"nb": "nb.ipynb"}  # relative: the child learns no location
     assert data["symbols"] == {"nb": {"g": "stub"}}
     assert str(tmp_path) not in load_submission(path).to_json()
+
+
+# -- hostile files (SECURITY 37): refused before a byte is read, the message says what to do --
+
+
+def _refused(path, match):
+    """load_submission must refuse ``path`` quickly (an alarm guards against a hang)."""
+    import signal
+
+    def hang(*_):
+        raise AssertionError("reading the submission hung")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(10)
+    try:
+        with pytest.raises(SubmissionError, match=match):
+            load_submission(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_module_linked_to_dev_zero_is_refused_not_read(tmp_path):
+    (tmp_path / "shapes.py").write_text("def conv_output_size(): return 1\n")
+    (tmp_path / "layers.py").symlink_to("/dev/zero")
+    _refused(tmp_path, r"layers.py is a symbolic link to something outside the submission")
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "layers.py").symlink_to("/dev/zero")
+    # given directly, it is not followed either
+    _refused(single / "layers.py", r"layers.py is a symbolic link; links are not graded")
+
+
+def test_a_link_to_the_solutions_is_refused(tmp_path):
+    solutions = tmp_path / "course" / "solutions"
+    solutions.mkdir(parents=True)
+    (solutions / "pooling.py").write_text("def maxpool2d_forward(): return 'the answer'\n")
+    sub = tmp_path / "alice"
+    sub.mkdir()
+    (sub / "pooling.py").symlink_to(solutions / "pooling.py")
+    _refused(sub, r"pooling.py is a symbolic link to something outside the submission")
+    (sub / "pooling.py").unlink()
+    (sub / "answers").symlink_to(solutions, target_is_directory=True)  # a folder link, too
+    (sub / "mine.py").write_text("x = 1\n")
+    _refused(sub, r"answers is a symbolic link to something outside the submission")
+
+
+def test_a_link_that_stays_inside_the_submission_is_followed(tmp_path):
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "shapes_v2.py").write_text("def conv_output_size(): return 2\n")
+    (tmp_path / "shapes.py").symlink_to(tmp_path / "v2" / "shapes_v2.py")
+    sub = load_submission(tmp_path)
+    assert sub.modules["shapes"] == "def conv_output_size(): return 2\n"
+
+
+def test_a_fifo_never_hangs_the_grader(tmp_path):
+    import os
+
+    (tmp_path / "shapes.py").write_text("def conv_output_size(): return 1\n")
+    os.mkfifo(tmp_path / "layers.py")  # nobody will ever write to it
+    _refused(tmp_path, r"layers.py is a named pipe \(FIFO\), not a file")
+    _refused(tmp_path / "layers.py", r"named pipe")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "shapes.py").write_text("x = 1\n")
+    os.mkfifo(other / "notes.txt")  # not even code: a special file has no place in a submission
+    _refused(other, r"notes.txt is a named pipe")
+
+
+def test_size_caps(tmp_path):
+    big = tmp_path / "data.py"
+    big.write_bytes(b"x = 1\n" + b"#" * (6 * 1024 * 1024))
+    _refused(big, r"data.py is 6.0 MiB, more than the 5.0 MiB it may have: remove the data")
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "source": "def f():\n    return '%s'\n" % ("x" * 6 * 1024 * 1024),
+                    }
+                ],
+                "metadata": {},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
+    _refused(nb, r"nb.ipynb holds 6.0 MiB of code.*outputs do not count")
+
+
+def test_outputs_do_not_count_towards_a_notebooks_size(tmp_path):
+    picture = "A" * (7 * 1024 * 1024)
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "def f():\n    return 1\n",
+                "outputs": [{"output_type": "display_data", "data": {"image/png": picture}}],
+                "metadata": {},
+                "execution_count": 3,
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path = tmp_path / "plots.ipynb"
+    path.write_text(json.dumps(nb))
+    sub = load_submission(path)
+    assert sub.symbols["plots"] == {"f": "def"}
+
+
+# -- zips ------------------------------------------------------------------------------------
+
+
+def _zip(path, members):
+    import warnings
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name": a hostile zip on purpose
+        for name, text in members:
+            zf.writestr(name, text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["hw/Pooling.py", "hw/pooling.py"],  # letter case
+        ["hw/caf\u00e9.py", "hw/cafe\u0301.py"],  # NFC and NFD
+        ["hw//pooling.py", "hw/./pooling.py"],  # path spelling
+        ["pooling.py", "pooling.py"],  # the same name twice
+        ["hw/pooling.py ", "hw/pooling.py"],  # Windows drops the trailing space
+        ["a.py", "A.PY/b.py"],  # a file that is also a folder
+    ],
+    ids=["case", "unicode", "path", "twice", "trailing-space", "file-and-folder"],
+)
+def test_zip_members_whose_names_clash_are_refused(tmp_path, names):
+    from grader.submission import zip_sources
+
+    archive = _zip(tmp_path / "a.zip", [(n, "x = 1\n") for n in names])
+    with pytest.raises(SubmissionError, match="names clash.*rename one, zip the folder again"):
+        zip_sources(archive, label="a.zip")
+    with pytest.raises(SubmissionError, match="names clash"):
+        load_submission(archive)
+
+
+def test_a_zip_is_read_in_memory_and_graded_like_a_folder(tmp_path):
+    archive = _zip(
+        tmp_path / "hw.zip",
+        [
+            ("my-repo-main/hw3/pooling.py", "def maxpool2d_forward():\n    return 1\n"),
+            ("my-repo-main/hw3/data.bin", "ignored"),
+            ("__MACOSX/._pooling.py", "junk"),
+        ],
+    )
+    sub = load_submission(archive)
+    assert sub.files == {"pooling": "my-repo-main/hw3/pooling.py"}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "utils.py").write_text("def helper():\n    return 2\n")
+    _zip(folder / "upload.zip", [("pooling.py", "def maxpool2d_forward():\n    return 1\n")])
+    assert sorted(load_submission(folder).files.values()) == ["pooling.py", "utils.py"]
+
+
+# -- finding and naming the code -------------------------------------------------------------
+
+
+def test_code_is_found_at_any_depth_and_virtualenvs_are_skipped(tmp_path):
+    deep = tmp_path / "repo-main" / "course" / "hw3"
+    deep.mkdir(parents=True)
+    (deep / "pooling.py").write_text("def maxpool2d_forward():\n    return 1\n")
+    venv = tmp_path / "repo-main" / "venv"
+    (venv / "lib").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr\n")
+    (venv / "lib" / "numpy.py").write_text("x = 1\n")
+    (tmp_path / "repo-main" / ".git").mkdir()
+    (tmp_path / "repo-main" / ".git" / "hook.py").write_text("x = 1\n")
+    sub = load_submission(tmp_path)
+    assert sub.files == {"pooling": "repo-main/course/hw3/pooling.py"}
+    assert sub.summary() == ["graded repo-main/course/hw3/pooling.py: maxpool2d_forward"]
+
+
+def test_renamed_notebooks_get_unique_module_names(tmp_path):
+    for name in (
+        "pooling (1).ipynb",
+        "pooling-Copy1.ipynb",
+        "jdoe_pooling.ipynb",
+        "01 intro.ipynb",
+    ):
+        write_notebook(tmp_path / name, [("code", "def maxpool2d_forward():\n    return 1\n")])
+    (tmp_path / "pooling.py").write_text("def maxpool2d_forward():\n    return 2\n")
+    sub = load_submission(tmp_path)
+    assert sub.files == {
+        "pooling": "pooling.py",
+        "m_01_intro": "01 intro.ipynb",
+        "jdoe_pooling": "jdoe_pooling.ipynb",
+        "pooling_1": "pooling (1).ipynb",
+        "pooling_Copy1": "pooling-Copy1.ipynb",
+    }
+    assert all(sub.symbols[m] == {"maxpool2d_forward": "def"} for m in sub.modules)
+    assert sub.owners("maxpool2d_forward", "pooling") == [
+        "pooling",  # named after the topic
+        "jdoe_pooling",  # file names that mention it, in name order
+        "pooling_1",
+        "pooling_Copy1",
+        "m_01_intro",
+    ]
+
+
+def test_stubs_and_imports_rank_below_implementations(tmp_path):
+    (tmp_path / "pooling.py").write_text(
+        "def maxpool2d_forward(x):\n    '''doc'''\n    raise NotImplementedError('4.1')\n"
+    )
+    (tmp_path / "mine.py").write_text(
+        "from pooling import maxpool2d_forward as old\n\ndef maxpool2d_forward(x):\n    return x\n"
+    )
+    (tmp_path / "reexport.py").write_text("from mine import *\n")
+    sub = load_submission(tmp_path)
+    assert sub.symbols["pooling"]["maxpool2d_forward"] == "stub"
+    assert sub.symbols["reexport"]["maxpool2d_forward"] == "import"  # through the star import
+    assert sub.owners("maxpool2d_forward") == ["mine", "pooling", "reexport"]
+
+
+def test_an_undecodable_file_is_named_and_kept_apart(tmp_path):
+    (tmp_path / "layers.py").write_bytes("def conv2d_forward():\n    return 1\n".encode("utf-16"))
+    (tmp_path / "shapes.py").write_text("def conv_output_size():\n    return 1\n")
+    (tmp_path / "nul.py").write_bytes(b"def f():\n    return 1\x00\x00\n")
+    sub = load_submission(tmp_path)
+    assert sub.symbols["layers"] == {"conv2d_forward": "def"}  # the map still knows
+    assert "layers.py is saved as UTF-16, which Python cannot import" in sub.broken["layers"]
+    assert "nul.py contains NUL bytes" in sub.broken["nul"]
+    assert "shapes" not in sub.broken
+    assert any(line.startswith("cannot run layers.py") for line in sub.summary())
+
+
+def test_one_damaged_notebook_does_not_zero_the_others(tmp_path):
+    write_notebook(tmp_path / "a.ipynb", [("code", "def f():\n    return 1\n")])
+    (tmp_path / "b.ipynb").write_text('{"cells": [{"cell_type": "code", "sou')  # cut off
+    write_notebook(tmp_path / "c.ipynb", [("markdown", "only words")])
+    sub = load_submission(tmp_path)
+    assert list(sub.modules) == ["a"]
+    assert [p[0] for p in sub.problems] == ["b.ipynb", "c.ipynb"]
+    assert "not JSON" in sub.problems[0][1] and "no code cells" in sub.problems[1][1]
+    (tmp_path / "a.ipynb").unlink()
+    with pytest.raises(SubmissionError, match="no file in .* could be graded.*not JSON"):
+        load_submission(tmp_path)
+
+
+# -- which notebook cells run -----------------------------------------------------------------
+
+
+def test_test_cells_are_recognised_by_metadata_and_by_content():
+    from grader.submission import is_test_cell
+
+    def cell(source, nb=None):
+        return {"cell_type": "code", "source": source, "metadata": {"nbgrader": nb} if nb else {}}
+
+    assert is_test_cell(cell("assert f() == 1", {"grade": True, "solution": False}))
+    assert not is_test_cell(cell("def f(): ...", {"grade": True, "solution": True}))
+    assert not is_test_cell(cell("def f(): ...", {"grade": False, "solution": True}))
+    today = "if __name__ == '__main__':\n    from grader.problemset.nbgrader_bridge import check\n"
+    assert is_test_cell(cell(today))  # today's generated check cell, metadata stripped
+    assert is_test_cell(cell("from grader.problemset.nbgrader_bridge import check\ncheck('x')"))
+    assert is_test_cell(cell("# cnnlab: check\nanything()"))
+    assert not is_test_cell(cell("def check(x):\n    return x\n"))
+
+
+def test_select_cells_keeps_what_the_functions_need():
+    from grader.submission import select_cells
+
+    cells = [
+        "import numpy as np\nimport matplotlib.pyplot as plt",  # 0: np is used below
+        "SCALE = 2",  # 1: read by f
+        "x = np.random.randn(3)\nout = f(x)\nplt.plot(out)",  # 2: scratch: binds nothing used
+        "def f(x):\n    return helper(x) * SCALE",  # 3: a function
+        "def helper(x):\n    return np.abs(x)",  # 4: its helper, later in the notebook
+        "np.random.seed(0)",  # 5: changes np, which the functions use
+        "print(f(x))",  # 6: scratch
+        "SCALE = 3",  # 7: rebinds what f reads: runs, as in Run All
+        "for epoch in range(100):\n    train(model)",  # 8: a training loop on its own
+        "exec(open('more.py').read())",  # 9: opaque: always runs
+        "def broken(:",  # 10: does not parse: runs, so its error is reported
+    ]
+    assert select_cells(cells) == [0, 1, 3, 4, 5, 7, 9, 10]
