@@ -171,6 +171,12 @@ def batch(
     entries = batchlib.normalize_entries(found.entries)  # duplicates: exit 2, nothing written
     if found.layout != "folders":
         click.echo(f"layout: {found.layout} ({len(found.entries)} students)", err=True)
+    for entry in found.entries:  # what the layout decided: a newer upload won, a late flag
+        who = f"{entry.student} ({entry.name})" if entry.name else entry.student
+        for note in entry.notes:
+            click.echo(f"note: {who}: {note}", err=True)
+        if entry.late:
+            click.echo(f"late: {who} (marked late by the LMS)", err=True)
     for path, reason in found.skipped:
         click.echo(f"skipped {path.name}: {reason}", err=True)
     if nbgrader_gradebook:  # fail before grading, not after

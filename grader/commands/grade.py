@@ -108,9 +108,10 @@ def grade_command(
 ) -> None:
     """Grade your code: run every exercise on random check cases and show what went wrong.
 
-    PATH is a folder of your modules (default: exercises/), one .py file, or a Jupyter
-    notebook (.ipynb). Your code runs in a separate, limited process. Exit status: 0 all
-    passed, 1 some did not, 2 bad invocation or unreadable input, 3 the grader failed.
+    PATH is a folder (default: exercises/; every .py file and notebook in it and its
+    sub-folders, recognised by the functions they define), one .py file, a Jupyter notebook
+    (.ipynb) or a .zip of them. Your code runs in a separate, limited process. Exit status: 0
+    all passed, 1 some did not, 2 bad invocation or unreadable input, 3 the grader failed.
 
     \b
     Example:

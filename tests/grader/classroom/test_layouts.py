@@ -268,6 +268,10 @@ def test_cnnlab_batch_on_a_canvas_download(tmp_path):
     result = CliRunner().invoke(main, args, env={})
     assert result.exit_code == 0, result.output
     assert "layout: canvas (3 students)" in result.output
+    assert "note: 1111 (doejane): doejane_1111_501_shapes.py replaced by the newer" in (
+        result.output
+    )
+    assert "late: 2222 (roesam)" in result.output
     with Gradebook(out / "gradebook.sqlite") as book:
         rows = {r.student: r for r in book.submissions()}
     assert set(rows) == {"1111", "2222", "3333"}
