@@ -431,3 +431,21 @@ def test_select_cells_keeps_what_the_functions_need():
         "def broken(:",  # 10: does not parse: runs, so its error is reported
     ]
     assert select_cells(cells) == [0, 1, 3, 4, 5, 7, 9, 10]
+
+
+def test_small_data_files_go_with_the_code_and_classmates_files_do_not(tmp_path):
+    sub = tmp_path / "alice"
+    (sub / "data").mkdir(parents=True)
+    (sub / "pooling.py").write_text("TABLE = 'data/table.json'\n")
+    (sub / "data" / "table.json").write_text("[1, 2]")
+    (sub / "weights.bin").write_bytes(b"\0" * (2 * 1024 * 1024))  # over the 1 MiB cap
+    loaded = load_submission(sub)
+    assert loaded.data == {"data/table.json": b"[1, 2]"}
+    assert any("1 other file(s) (2.0 MiB) are not given to your code" in n for n in loaded.notes)
+    # a single file: only the files next to it that its code names (the folder may be a class's)
+    klass = tmp_path / "class"
+    klass.mkdir()
+    (klass / "carol.py").write_text("import json\nTABLE = json.load(open('table.json'))\n")
+    (klass / "table.json").write_text("[3]")
+    (klass / "bob-notes.txt").write_text("bob's private notes")
+    assert load_submission(klass / "carol.py").data == {"table.json": b"[3]"}

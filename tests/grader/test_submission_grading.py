@@ -237,3 +237,18 @@ def test_a_later_cell_that_redefines_a_function_wins_as_in_run_all(box, tmp_path
         ],
     )
     assert grade(box, path, "conv_output_size")["conv_output_size"].status is Status.PASSED
+
+
+def test_cnnlab_grade_says_what_was_graded(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    sub = copy_solutions(tmp_path / "sub", "shapes")
+    (sub / "broken.ipynb").write_text('{"cells": [')
+    result = CliRunner().invoke(
+        main, ["grade", str(sub), "-e", "conv_output_size", "--seed", str(SEED)], env={}
+    )
+    assert result.exit_code == 0, result.output
+    assert "Graded 1 file: shapes.py" in result.output
+    assert "not graded broken.ipynb: broken.ipynb is not a valid notebook" in result.output
