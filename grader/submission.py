@@ -79,6 +79,8 @@ MAX_FILE_BYTES = 5 * MiB
 MAX_NOTEBOOK_BYTES = 64 * MiB
 #: Most bytes of code in a whole submission.
 MAX_TOTAL_BYTES = 20 * MiB
+#: Most code cells of one notebook.
+MAX_CELLS = 2000
 #: Most ``.py``/``.ipynb`` files taken from one submission.
 MAX_FILES = 200
 #: Deepest folder level searched below the submission's root.
@@ -677,7 +679,7 @@ def scan_symbols(source: str) -> tuple[dict[str, SymbolKind], list[str]]:
     stars: list[str] = []
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         for m in _DEF_LINE.finditer(source):
             symbols[m.group(1)] = "def"
         for m in _CLASS_LINE.finditer(source):
@@ -765,7 +767,7 @@ def analyse_cell(source: str) -> CellInfo:
     try:
         tree = ast.parse(source)
         table = symtable.symtable(source, "<cell>", "exec")
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return CellInfo(frozenset(), frozenset(), frozenset(), True, True)
     binds: set[str] = set()
     uses: set[str] = set()
@@ -924,6 +926,11 @@ def notebook_code_cells(raw: bytes, label: str) -> list[tuple[int, str]]:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         number += 1
+        if number > MAX_CELLS:
+            raise SubmissionError(
+                f"{label} has more than {MAX_CELLS} code cells: submit the notebook you worked "
+                "in, not a generated one"
+            )
         if is_test_cell(cell):
             continue
         out.append((number, neutralise_magics(_cell_source(cell))))

@@ -572,7 +572,7 @@ def content_hash(entry: Entry) -> str:
     try:
         sources = sorted(entry_files(entry).sources, key=lambda s: s.relpath)
         for source in sources:
-            rel = source.relpath.encode()
+            rel = source.relpath.encode("utf-8", "surrogateescape")  # any file name
             h.update(len(rel).to_bytes(4, "big") + rel)
             data = source.read()
             h.update(len(data).to_bytes(8, "big") + data)
