@@ -155,7 +155,11 @@ class StudentCode:
         self.display: dict[str, str] = {}
         #: missing helper -> the close match used in its place (see :meth:`get`)
         self.stand_ins: dict[str, Callable[..., Any] | None] = {}
-        self._private = {n for n in self.sources if n in sys.modules}
+        # A module named like an imported or a standard-library module (random.py, copy.py)
+        # runs in a module of its own that nothing imports by that name: numpy or torch
+        # importing `random` later must get the standard library's.
+        stdlib = getattr(sys, "stdlib_module_names", frozenset())
+        self._private = {n for n in self.sources if n in sys.modules or n in stdlib}
         sys.meta_path.insert(0, _Finder(self))
 
     def display_module(self, name: str) -> str:

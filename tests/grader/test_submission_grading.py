@@ -252,3 +252,15 @@ def test_cnnlab_grade_says_what_was_graded(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Graded 1 file: shapes.py" in result.output
     assert "not graded broken.ipynb: broken.ipynb is not a valid notebook" in result.output
+
+
+def test_a_file_named_like_a_standard_module_does_not_shadow_it(box, tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "colorsys.py").write_text("raise RuntimeError('a student file, not the stdlib')\n")
+    (sub / "shapes.py").write_text(
+        (SOLUTIONS / "shapes.py").read_text()
+        + "\nimport colorsys\n\nRED = colorsys.rgb_to_hsv(1.0, 0.0, 0.0)\n"
+    )
+    result = grade(box, sub, "conv_output_size")["conv_output_size"]
+    assert result.status is Status.PASSED, result
