@@ -1063,15 +1063,16 @@ class Submission:
                 )
             if module in self.broken:
                 lines.append(f"cannot run {file}: {self.broken[module]}")
-        duplicated: dict[str, list[str]] = {}
-        for module in self.modules:
-            for name in self.defined(module):
-                duplicated.setdefault(name, []).append(self.files.get(module, module))
+        duplicated: dict[str, list[str]] = {}  # filled-in functions only: a class shared by
+        for module in self.modules:  # two files (a cache NamedTuple) is no cause for concern
+            for name, kind in self.symbols.get(module, {}).items():
+                if kind == "def" and not name.startswith("_"):
+                    duplicated.setdefault(name, []).append(self.files.get(module, module))
         twice = sorted((n, f) for n, f in duplicated.items() if len(f) > 1)
         if twice:
             name, where = twice[0]
             lines.append(
-                f"note: {len(twice)} name(s) are defined in more than one file (e.g. {name} in "
+                f"note: {len(twice)} function(s) are defined in more than one file (e.g. {name} in "
                 f"{' and '.join(where[:2])}); for each exercise the grader uses a filled-in "
                 "function over a stub, then the file named after the exercise's topic, then "
                 "the one highest in the folder tree"
@@ -1092,7 +1093,7 @@ class Submission:
         names = [
             self.files.get(m, m) for m in sorted(self.modules, key=lambda m: self.files.get(m, m))
         ]
-        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
         return [f"Graded {len(names)} file{'s' if len(names) != 1 else ''}: {shown}"] + (
             self.attention_lines()
         )

@@ -77,7 +77,6 @@ MAX_WORKER_START_FAILURES = 3
 GRADABLE_SUFFIXES = (".py", ".ipynb")
 
 
-
 def discover(
     root: str | Path,
     *,

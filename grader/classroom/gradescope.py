@@ -10,7 +10,7 @@ The zip holds:
 * ``run_autograder``: grades ``$AUTOGRADER_ROOT/submission`` (default ``/autograder``) in
   cnnlab's sandbox with ``cnnlab grade --gradescope``: the student's ``.py`` files and
   notebooks wherever they lie in that folder (a GitHub or zip upload nests them), recognised by
-  the functions they define, with what was graded at the top of the output; it moves the
+  the functions they define, with what was graded among the output's notes; it moves the
   result to
   ``results/results.json`` only after the grading process, and with it every child that ran
   student code, has exited. A ``results.json`` that exists before grading (a forgery) is

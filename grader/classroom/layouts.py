@@ -45,7 +45,6 @@ import hashlib
 import os
 import re
 import stat
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
@@ -162,7 +161,9 @@ def _kind_of(p: Path) -> EntryKind | None:
 
 
 def _student_id(name: str) -> str:
-    return unicodedata.normalize("NFC", name).strip()
+    """The id as the layout spells it; ``batch.normalize_entries`` normalises it (NFC, spacing,
+    e-mail case) and refuses two spellings of one student."""
+    return name.strip()
 
 
 def original_name(filename: str) -> str | None:
