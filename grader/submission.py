@@ -49,7 +49,6 @@ is listed in :attr:`Submission.broken`, so the exercises it defines report that,
 from __future__ import annotations
 
 import ast
-import base64
 import codecs
 import dataclasses
 import errno
@@ -986,7 +985,8 @@ class Submission:
             notebook); the rest is graded.
         notes: what was passed over and why (a zip inside a zip, a folder too deep).
         data: other small files of the submission (path inside it -> bytes), which the
-            student's code may read next to its ``__file__`` (:data:`DATA_MAX_FILE_BYTES`).
+            student's code may read next to its ``__file__`` (:data:`DATA_MAX_FILE_BYTES`): the
+            sandbox's runner writes them into the run's own copy (not sent in :meth:`to_json`).
     """
 
     path: Path
@@ -1113,7 +1113,6 @@ class Submission:
                 "depth": self.depth,
                 "broken": self.broken,
                 "problems": [list(p) for p in self.problems],
-                "data": {k: base64.b64encode(v).decode("ascii") for k, v in self.data.items()},
             }
         )
 

@@ -263,9 +263,13 @@ class StudentCode:
             for name, kind in symbols.items():
                 if kind != "import" and not name.startswith("_"):
                     names.setdefault(name, self.display_module(module))
-        for module in self.loaded.values():  # names defined dynamically
+        for module in self.loaded.values():  # functions defined dynamically (not imported)
             for name, value in module.__dict__.items():
-                if callable(value) and not name.startswith("_"):
+                if (
+                    callable(value)
+                    and not name.startswith("_")
+                    and getattr(value, "__module__", None) == module.__name__
+                ):
                     names.setdefault(name, self.display_module(module.__name__))
         return names
 
