@@ -565,19 +565,27 @@ class Sandbox:
         data = json.loads(submission.to_json())
         files: dict[str, str] = {}
         used: set[str] = set()
+        # The student's files keep their places relative to each other (a module reads a data
+        # file beside it, in its own sub-folder): paths inside the submission, never outside.
         for name, source in submission.modules.items():
-            original = submission.files.get(name) or f"{name}.py"
-            base = os.path.basename(original) or f"{name}.py"
-            if base in used or base.startswith("."):
-                base = f"{name}.py"
-            used.add(base)
-            target = code_dir / base
+            rel = _inside_copy(submission.files.get(name) or "") or f"{name}.py"
+            if rel in used:
+                rel = f"{name}.py"
+            used.add(rel)
+            target = code_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(source, encoding="utf-8")
             files[name] = str(target)
         for rel, content in submission.data.items():
-            if rel in used or "/" in rel or rel.startswith("."):
+            rel = _inside_copy(rel)
+            if not rel or rel in used or any(rel.startswith(u + "/") for u in used):
                 continue
-            (code_dir / rel).write_bytes(content)
+            target = code_dir / rel
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+            except (FileExistsError, IsADirectoryError, NotADirectoryError):
+                continue  # a data file where a folder of the copy is: the code comes first
         data["files"] = files
         data["path"] = str(code_dir)
         (workdir / SUBMISSION_FILE).write_text(json.dumps(data), encoding="utf-8")
@@ -768,6 +776,15 @@ class Sandbox:
 
 #: Default bound on the arrays one case may return (bytes) when the caller gives none.
 DEFAULT_OUTPUT_BYTES = 64 * _MB
+
+
+def _inside_copy(rel: str) -> str:
+    """``rel`` (a path inside the submission) as a relative POSIX path that stays inside the
+    run's copy, or ``""``: no absolute path, no ``..``, no hidden part."""
+    parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or rel.startswith("/") or any(p == ".." or p.startswith(".") for p in parts):
+        return ""
+    return "/".join(parts)
 
 
 def _signal_name(sig: int) -> str:

@@ -264,3 +264,20 @@ def test_a_file_named_like_a_standard_module_does_not_shadow_it(box, tmp_path):
     )
     result = grade(box, sub, "conv_output_size")["conv_output_size"]
     assert result.status is Status.PASSED, result
+
+
+def test_a_data_file_beside_a_nested_module_is_in_the_runs_own_copy(box, tmp_path):
+    hw = tmp_path / "sub" / "repo-main" / "hw3"
+    hw.mkdir(parents=True)
+    (hw / "offset.json").write_text('{"offset": 0}')
+    (hw / "shapes.py").write_text(
+        (SOLUTIONS / "shapes.py").read_text() + "\nimport json as _json\nimport os as _os\n\n"
+        "with open(_os.path.join(_os.path.dirname(__file__), 'offset.json')) as _fh:\n"
+        "    _OFFSET = _json.load(_fh)['offset']\n"
+        "_exact = conv_output_size\n\n\n"
+        "def conv_output_size(*args, **kwargs):\n"
+        "    return _exact(*args, **kwargs) + _OFFSET\n"
+    )
+    loaded = load_submission(tmp_path / "sub")
+    assert loaded.data == {"repo-main/hw3/offset.json": b'{"offset": 0}'}
+    assert grade(box, tmp_path / "sub", "conv_output_size")["conv_output_size"].passed
