@@ -10,7 +10,9 @@ from grader.commands.doctor import doctor
 from grader.commands.export import export
 from grader.commands.generate import generate_command
 from grader.commands.grade import grade_command
+from grader.commands.init import init_command
 from grader.commands.list_ import list_exercises
+from grader.commands.new_exercise import new_exercise_command
 from grader.commands.pretrain import pretrain
 from grader.commands.release import release_command
 from grader.commands.saliency import saliency
@@ -24,6 +26,7 @@ def main() -> None:
     \b
     Students:     cnnlab grade exercises/
     Instructors:  cnnlab generate --seed 7 ; cnnlab release --out release/
+    Courses:      cnnlab init course/ ; cnnlab generate --assignment hw1
     TAs:          cnnlab batch submissions/ --jobs 2 --out gradebook/
     """
 
@@ -37,6 +40,8 @@ main.add_command(release_command)
 main.add_command(pretrain)
 main.add_command(saliency)
 main.add_command(doctor)
+main.add_command(init_command)
+main.add_command(new_exercise_command)
 
 
 if __name__ == "__main__":  # python -m grader.cli

@@ -349,3 +349,22 @@ def _problem_seed(
 def fresh_seed() -> int:
     """A new random seed for a run without ``--seed`` (printed so the run can be repeated)."""
     return _secrets.randbelow(MAX_SEED)
+
+
+def derive_problem_seed(secret: bytes | str, assignment: str) -> int:
+    """An assignment's problem-set seed derived from the course secret, for a course file that
+    does not fix one (:mod:`grader.course`): HMAC-SHA256(secret, assignment NUL " problem set").
+
+    It never equals a student's :func:`derive_seed` of the same secret and assignment by
+    construction of the message: a normalised student id never starts with a space.
+
+    Raises:
+        ConfigError: an empty secret.
+    """
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not secret:
+        raise ConfigError("the course secret is empty; put a long random string in it")
+    assignment = unicodedata.normalize("NFC", str(assignment)).strip()
+    msg = f"{assignment}\0 problem set".encode()
+    return int.from_bytes(hmac.new(secret, msg, hashlib.sha256).digest()[:8], "big") % MAX_SEED

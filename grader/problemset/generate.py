@@ -8,7 +8,9 @@ reads the reference function's source with :mod:`ast` and produces
   (NamedTuple caches, layer descriptions) and the imports the signature uses;
 * a **solution**: the reference source verbatim plus every helper it uses, transitively, from
   its own module and from other ``cnnref`` modules (``from cnnref.x import y`` is inlined and
-  ``x.y`` rewritten to ``y``), so a solution module runs without ``cnnref``.
+  ``x.y`` rewritten to ``y``), so a solution module runs without ``cnnref``. An instructor's
+  plugin exercise is generated the same way from its own reference module: helpers from the
+  plugin's packages are inlined like ``cnnref``'s (:func:`reference_packages`).
 
 Rendering goes through the jinja2 templates in ``templates/`` (installed as
 ``grader.templates``); :func:`render_problem_set` returns every file as text, keyed by its
@@ -106,8 +108,17 @@ class _ModuleIndex:
 _INDEX_CACHE: dict[str, _ModuleIndex] = {}
 
 
+def reference_packages() -> tuple[str, ...]:
+    """Top-level packages whose code is inlined into solutions: ``cnnref`` and the packages of
+    every installed exercise plugin (:mod:`grader.plugins`), whose reference modules are
+    generated from exactly like ``cnnref``'s."""
+    from grader import plugins  # noqa: PLC0415
+
+    return (REFERENCE_PACKAGE, *plugins.plugin_packages())
+
+
 def _is_reference(module: str) -> bool:
-    return module == REFERENCE_PACKAGE or module.startswith(REFERENCE_PACKAGE + ".")
+    return module.split(".")[0] in reference_packages()
 
 
 def _resolve_relative(module: str, level: int, target: str | None) -> str:
@@ -574,11 +585,7 @@ def _closure_for_stub(
 
     for d in code.deps:
         if (
-            (
-                d.kind == "class"
-                or d.kind == "import"
-                and not d.text.startswith(f"from {REFERENCE_PACKAGE}")
-            )
+            (d.kind == "class" or d.kind == "import" and not _is_reference(d.text.split()[1]))
             or d.module == module
             and d.name in header_names
         ):
