@@ -134,9 +134,10 @@ class CourseFileError(ConfigError):
 
 
 def _display(path: Path) -> str:
+    """``path`` relative to the current folder when it is inside it, else absolute."""
     try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive (Windows)
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
         return str(path)
 
 

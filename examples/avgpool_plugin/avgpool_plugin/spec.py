@@ -77,9 +77,11 @@ def _sum_instead(c: Case) -> Outputs:
 
 
 def _stride_ignored(c: Case) -> Outputs | None:
+    """The right output size, but window (i, j) starts at row i, column j (no stride)."""
     if c.get("stride", c["pool_size"]) == 1:
         return None  # this case cannot show the mistake
-    return {"out": _windows(c, stride=1).mean(axis=(-2, -1))}
+    out_h, out_w = _windows(c).shape[2:4]
+    return {"out": _windows(c, stride=1)[:, :, :out_h, :out_w].mean(axis=(-2, -1))}
 
 
 AVGPOOL2D_FORWARD = ExerciseSpec(
@@ -106,8 +108,8 @@ AVGPOOL2D_FORWARD = ExerciseSpec(
         ),
         Mistake(
             "stride_ignored",
-            "stride ignored: window (i, j) starts at row i*stride, column j*stride "
-            "(and stride=None means stride = pool_size)",
+            "stride ignored: window (i, j) starts at row i*stride, column j*stride, not at "
+            "row i, column j (and stride=None means stride = pool_size)",
             _stride_ignored,
         ),
     ),
