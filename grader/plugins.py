@@ -265,3 +265,146 @@ def _is_spec(obj: Any) -> bool:
     from grader.registry import ExerciseSpec
 
     return isinstance(obj, ExerciseSpec)
+
+
+# --------------------------------------------------------------------------- wheels to ship
+
+
+def _wheel_distribution(path: Path) -> str | None:
+    """The normalised distribution name of a wheel file (``name-version-...whl``)."""
+    if not path.name.endswith(".whl") or path.name.count("-") < 4:
+        return None
+    return _normalise(path.name.split("-", 1)[0])
+
+
+def _wheel_has_entry_point(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as whl:
+            for name in whl.namelist():
+                if name.endswith(".dist-info/entry_points.txt"):
+                    text = whl.read(name).decode("utf-8", "replace")
+                    return f"[{ENTRY_POINT_GROUP}]" in text
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return False
+
+
+def source_folder(distribution: str) -> Path | None:
+    """The local folder ``distribution`` was installed from (``pip install [-e] ./folder``,
+    PEP 610's ``direct_url.json``), if it still exists."""
+    import json
+    from urllib.parse import unquote, urlparse
+
+    try:
+        text = metadata.distribution(distribution).read_text("direct_url.json")
+        url = json.loads(text or "{}").get("url", "")
+    except Exception:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return None
+    folder = Path(unquote(parsed.path))
+    return (
+        folder if (folder / "pyproject.toml").is_file() or (folder / "setup.py").is_file() else None
+    )
+
+
+def _build_wheel(folder: Path, dest: Path, distribution: str) -> Path:
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from grader.errors import ConfigError
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-plugin-") as tmp:
+        copy = Path(tmp) / "src"
+        ignore = shutil.ignore_patterns(
+            ".git", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".venv", ".tox"
+        )
+        shutil.copytree(folder, copy, ignore=ignore)
+        out = Path(tmp) / "wheels"
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(out),
+                str(copy),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
+        if proc.returncode != 0 or not wheels:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            raise ConfigError(
+                f"could not build a wheel of the plugin {distribution} from {folder}:\n{tail}\n"
+                f"build one yourself (`pip wheel --no-deps {folder} -w dist/`) and pass "
+                "--plugin-wheel FILE"
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / wheels[-1].name
+        shutil.copy2(wheels[-1], target)
+    return target
+
+
+def plugin_wheels(
+    exercises: Iterable[str], dest: Path, given: Iterable[str | os.PathLike[str]] = ()
+) -> list[Path]:
+    """Wheels of the plugin distributions that provide ``exercises`` (for an autograder that
+    must install them): the matching wheel of ``given``, else one built from the folder the
+    plugin was installed from.
+
+    Raises:
+        ConfigError: a given file is not a wheel of a plugin, or a plugin has neither a given
+            wheel nor a local source folder (the message says how to get its wheel).
+    """
+    from grader import registry
+    from grader.errors import ConfigError
+
+    exercises = list(exercises)
+    by_dist: dict[str, Path] = {}
+    for item in given:
+        path = Path(item)
+        dist = _wheel_distribution(path)
+        if not path.is_file() or dist is None:
+            raise ConfigError(
+                f"--plugin-wheel {str(path)!r} is not a wheel file (name-version-...whl); "
+                "build one with `pip wheel --no-deps PLUGIN_FOLDER -w dist/`"
+            )
+        if not _wheel_has_entry_point(path):
+            raise ConfigError(
+                f"--plugin-wheel {path.name} declares no {ENTRY_POINT_GROUP!r} entry point, so "
+                "it would register no exercise"
+            )
+        by_dist[dist] = path
+    needed: dict[str, PluginSource] = {}
+    for name in exercises:
+        source = registry.origin(name)
+        if source is not None and source.distribution:
+            needed.setdefault(_normalise(source.distribution) or "", source)
+    out: list[Path] = []
+    for key, source in needed.items():
+        if key in by_dist:
+            out.append(by_dist[key])
+            continue
+        assert source.distribution is not None
+        folder = source_folder(source.distribution)
+        if folder is None:
+            raise ConfigError(
+                f"the autograder needs the plugin {source.distribution} {source.version or ''} "
+                f"(it provides {', '.join(n for n in exercises if registry.origin(n) == source)}), "
+                "but it was not installed from a local folder, so no wheel can be built: pass "
+                f"--plugin-wheel FILE (e.g. from `pip download --no-deps "
+                f"{source.distribution}=={source.version}`)"
+            )
+        out.append(_build_wheel(folder, dest, source.distribution))
+    return out
