@@ -326,22 +326,27 @@ def _build_wheel(folder: Path, dest: Path, distribution: str) -> Path:
         )
         shutil.copytree(folder, copy, ignore=ignore)
         out = Path(tmp) / "wheels"
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-build-isolation",
-                "-q",
-                "-w",
-                str(out),
-                str(copy),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        # Offline first, with this environment's build backend; if it cannot build (an old
+        # setuptools without bdist_wheel, say), let pip fetch the backend the plugin asks for.
+        for isolation in (["--no-build-isolation"], []):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--no-deps",
+                    *isolation,
+                    "-q",
+                    "-w",
+                    str(out),
+                    str(copy),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if proc.returncode == 0:
+                break
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if proc.returncode != 0 or not wheels:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])

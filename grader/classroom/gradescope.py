@@ -51,11 +51,13 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from grader import __version__, seeds
 from grader.errors import ConfigError, GraderFailure
+from grader.registry import VIEW_ENV
 from grader.sanitize import fit_json
 
 ROOT_ENV = "AUTOGRADER_ROOT"
@@ -88,6 +90,10 @@ fi
 "$PY" -m pip install --no-cache-dir "torch=={TORCH_VERSION}" --index-url {TORCH_INDEX}
 "$PY" -m pip install --no-cache-dir dist/*.whl
 "$PY" -c "import grader, torch; print('cnnlab', grader.__version__, 'torch', torch.__version__)"
+# every exercise graded must be registered (a plugin's wheel is in dist/ too): fail the build
+"$PY" -m grader.cli list >/dev/null
+"$PY" -c "import json; from grader import registry; \
+registry.select(json.load(open('{CONFIG_NAME}'))['exercises'])"
 """
 
 RUN_AUTOGRADER = f"""#!/usr/bin/env bash
@@ -126,6 +132,8 @@ class AutograderConfig:
         cnnlab_version: the version that built the zip.
         allow_weak_sandbox: grade even where the sandbox has no filesystem layer (then
             every results.json says so); otherwise such a container gives no score.
+        view: the course assignment's :class:`grader.registry.AssignmentView` as JSON (its
+            exercises' points and time limits), or ``None`` outside a course.
     """
 
     assignment: str
@@ -134,6 +142,7 @@ class AutograderConfig:
     id_field: str = DEFAULT_ID_FIELD
     cnnlab_version: str = __version__
     allow_weak_sandbox: bool = False
+    view: str | None = None
 
     def __post_init__(self) -> None:
         if self.id_field not in ID_FIELDS:
@@ -152,6 +161,7 @@ class AutograderConfig:
                     "id_field": self.id_field,
                     "cnnlab_version": self.cnnlab_version,
                     "allow_weak_sandbox": self.allow_weak_sandbox,
+                    "view": None if self.view is None else json.loads(self.view),
                 },
                 indent=2,
             )
@@ -168,6 +178,7 @@ class AutograderConfig:
             id_field=str(doc.get("id_field", DEFAULT_ID_FIELD)),
             cnnlab_version=str(doc.get("cnnlab_version", "")),
             allow_weak_sandbox=bool(doc.get("allow_weak_sandbox", False)),
+            view=None if doc.get("view") is None else json.dumps(doc["view"], sort_keys=True),
         )
 
 
@@ -283,6 +294,7 @@ def build_autograder(
     config: AutograderConfig,
     secret: bytes | None = None,
     wheel: str | Path | None = None,
+    extra_wheels: Sequence[Path] = (),
 ) -> Path:
     """Write the Gradescope autograder zip to ``out`` (atomically).
 
@@ -291,6 +303,8 @@ def build_autograder(
         config: exercises, assignment and seed policy.
         secret: the course secret (required when ``config.seed`` is ``None``).
         wheel: a cnnlab wheel or sdist to ship; default: built from this checkout.
+        extra_wheels: wheels installed with it (the exercise plugins the exercises come from,
+            :func:`grader.plugins.plugin_wheels`).
 
     Raises:
         ConfigError: no seed and no secret, a missing wheel, or no checkout to build from.
@@ -330,6 +344,8 @@ def build_autograder(
                 if secret is not None:
                     _add(zf, SECRET_NAME, secret)
                 _add(zf, f"dist/{package.name}", package.read_bytes())
+                for extra in extra_wheels:
+                    _add(zf, f"dist/{extra.name}", Path(extra).read_bytes())
             os.replace(tmp_zip, out)
         except BaseException:
             Path(tmp_zip).unlink(missing_ok=True)
@@ -448,6 +464,8 @@ def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> 
         # computed, the sandbox may lock the reference, the grader and the wheel away.
         env[SINGLE_USE_ENV] = "1"
         env[LOCK_EXTRA_ENV] = str(root / "source")
+    if config.view is not None:  # a course assignment: its points and time limits
+        env[VIEW_ENV] = config.view
     try:
         proc = subprocess.run(
             args, capture_output=True, text=True, errors="replace", env=env, timeout=GRADE_TIMEOUT_S

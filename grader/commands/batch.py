@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from grader import seeds, vcs
-from grader.commands._common import EXIT_GRADER, translate_errors
+from grader.commands._common import EXIT_GRADER, CourseContext, course_options, translate_errors
 from grader.errors import ConfigError
 
 EXIT_INTERRUPTED = 130
@@ -61,13 +61,6 @@ EXIT_INTERRUPTED = 130
     help="Grade only this exercise (repeatable). Default: all.",
 )
 @click.option(
-    "--assignment",
-    default=None,
-    help="Assignment name. nbgrader layout: grade only this assignment (default: every one "
-    "found). Flat layout: the name stored in the gradebook and used in the seed "
-    f"(default {seeds.DEFAULT_ASSIGNMENT!r}).",
-)
-@click.option(
     "--layout",
     type=click.Choice(["auto", "folders", "canvas", "moodle", "blackboard", "nbgrader"]),
     default="auto",
@@ -96,6 +89,7 @@ EXIT_INTERRUPTED = 130
     "gradebook (gradebook.db, and autograded/), so formgrader and `nbgrader export` show them "
     "without `nbgrader autograde`.",
 )
+@course_options("batch")
 @translate_errors
 def batch(
     submissions: Path,
@@ -108,6 +102,7 @@ def batch(
     assignment: str | None,
     layout: str,
     submission_timeout: float | None,
+    course: CourseContext,
     allow_weak_sandbox: bool = False,
     nbgrader_gradebook: bool = False,
 ) -> None:
@@ -125,6 +120,12 @@ def batch(
     student), OUT/report.png (score distributions and the most common mistakes) and
     OUT/feedback/<assignment>/<student>.md are written.
 
+    --assignment: in a course (cnnlab.toml), the assignment graded (its exercises, points,
+    time limits; one seed for everyone unless it has per-student variants; OUT defaults to
+    gradebook/<assignment>/). nbgrader layout: grade only this assignment (default: every one
+    found). Flat layout: the name stored in the gradebook and used in per-student seeds
+    (default 'cnn').
+
     Exit status: 0 the batch completed (even if students failed), 2 bad input, 3 a grader
     error remains (those students have no score: rerun with --resume), 130 interrupted.
 
@@ -136,6 +137,7 @@ def batch(
       cnnlab batch nbgrader-course/ --assignment cnn --seed 7 -e maxpool2d_backward
       cnnlab batch nbgrader-course/ --seed 2026 --nbgrader-gradebook
       cnnlab batch canvas-download/ --layout canvas --out gradebook/
+      cnnlab batch submissions/ --assignment hw1       # in a course: gradebook/hw1/
     """
     from grader import registry
     from grader.classroom import batch as batchlib
@@ -145,6 +147,11 @@ def batch(
     if seed is not None and secret_file is not None:
         raise ConfigError("give --seed N (one seed for everyone) or --secret-file, not both")
     weak = _weak_sandbox_gate(allow_weak_sandbox)
+    if seed is None and secret_file is None:
+        seed = course.shared_seed()  # an assignment without per-student variants: its seed
+    out_dir = course.out(out_dir, "batch", param="out_dir")
+    if course.active and not exercises:
+        exercises = course.assignment.exercises
     if seed is not None:
         policy = batchlib.SeedPolicy(fixed=seed)
     else:

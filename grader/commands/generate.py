@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from grader.commands._common import translate_errors
+from grader.commands._common import CourseContext, course_options, translate_errors
 from grader.seeds import DEFAULT_ASSIGNMENT, DEFAULT_SEED
 
 
@@ -65,12 +65,6 @@ def resolve_seed(
     "else $CNNLAB_COURSE_SECRET). Never commit it.",
 )
 @click.option(
-    "--assignment",
-    default=DEFAULT_ASSIGNMENT,
-    show_default=True,
-    help="Assignment name mixed into a student's seed.",
-)
-@click.option(
     "--no-notebooks", is_flag=True, help="Skip the notebooks (only the .py modules and README)."
 )
 @click.option(
@@ -78,6 +72,7 @@ def resolve_seed(
     is_flag=True,
     help="Overwrite generated files even if they were edited since (your edits are lost).",
 )
+@course_options("generate")
 @translate_errors
 def generate_command(
     seed: int | None,
@@ -87,6 +82,7 @@ def generate_command(
     assignment: str,
     no_notebooks: bool,
     force: bool,
+    course: CourseContext,
 ) -> None:
     """Regenerate the problem set from the reference: stubs, solutions and notebooks.
 
@@ -100,9 +96,13 @@ def generate_command(
       cnnlab generate                              # default seed, in place
       cnnlab generate --seed 7 --out /tmp/ps7
       cnnlab generate --student s1234 --secret-file ~/course.secret --out variants/s1234
+      cnnlab generate --assignment hw1             # in a course: problemsets/hw1/
     """
     from grader.problemset.generate import generate
 
+    if seed is None and student is None:
+        seed = course.problem_seed(secret_file)  # the assignment's seed (None: no course)
+    out = course.out(out, "generate", student=student)
     resolved = resolve_seed(seed, student, secret_file, assignment)
     report = generate(
         Path(out), seed=resolved, student=student, force=force, notebooks=not no_notebooks

@@ -12,7 +12,14 @@ from pathlib import Path
 import click
 
 from grader import render
-from grader.commands._common import EXIT_FAILED, EXIT_GRADER, EXIT_OK, translate_errors
+from grader.commands._common import (
+    EXIT_FAILED,
+    EXIT_GRADER,
+    EXIT_OK,
+    CourseContext,
+    course_options,
+    translate_errors,
+)
 
 CASES_ENV = "CNNLAB_CASES_DIR"
 #: The autograder hands the grading process its seed here (never on the command line, never
@@ -92,6 +99,7 @@ def next_steps(path: str) -> str | None:
     "else $CNNLAB_COURSE_SECRET).",
 )
 @click.option("--assigned-seed", envvar=ASSIGNED_SEED_ENV, hidden=True, type=int, default=None)
+@course_options("grade", bundle_param="cases_dir")
 @translate_errors
 def grade_command(
     path: str,
@@ -105,6 +113,8 @@ def grade_command(
     student: str | None = None,
     secret_file: str | None = None,
     assigned_seed: int | None = None,
+    assignment: str | None = None,
+    course: CourseContext | None = None,
 ) -> None:
     """Grade your code: run every exercise on random check cases and show what went wrong.
 
@@ -120,6 +130,7 @@ def grade_command(
       cnnlab grade my_solutions.ipynb --seed 7 --json out/results.json
       cnnlab grade exercises/ --problem-seed 2026      # the questions of problem set 2026
       cnnlab grade submissions/s1234/ --student s1234 --secret-file ~/course.secret
+      cnnlab grade submissions/s1234/ --assignment hw1      # in a course (cnnlab.toml)
     """
     import os
 
@@ -138,7 +149,17 @@ def grade_command(
         student = seeds.normalize_student_id(student)
         sources = seeds.SeedSources(
             student=student,
-            student_seed=seeds.derive_seed(seeds.load_secret(secret_file), student),
+            student_seed=seeds.derive_seed(
+                seeds.load_secret(secret_file), student, assignment or seeds.DEFAULT_ASSIGNMENT
+            ),
+        )
+    elif course is not None and course.active and not course.assignment.per_student:
+        # one problem set for everyone: the assignment's seed names it and, unless --seed
+        # (or the autograder) gives one, draws the check cases too
+        shared = course.problem_seed(secret_file)
+        sources = seeds.SeedSources(
+            assigned=assigned_seed if (assigned_seed is not None or seed is not None) else shared,
+            course=shared,
         )
 
     reports = {

@@ -11,8 +11,7 @@ from typing import Any
 
 import click
 
-from grader.commands._common import translate_errors
-from grader.seeds import DEFAULT_ASSIGNMENT
+from grader.commands._common import CourseContext, course_options, translate_errors
 
 
 @click.command("release")
@@ -48,13 +47,8 @@ from grader.seeds import DEFAULT_ASSIGNMENT
     help="File holding the course secret (default $CNNLAB_COURSE_SECRET_FILE, "
     "else $CNNLAB_COURSE_SECRET).",
 )
-@click.option(
-    "--assignment",
-    default=DEFAULT_ASSIGNMENT,
-    show_default=True,
-    help="Assignment name mixed into a student's seed.",
-)
 @click.option("--force", is_flag=True, help="Replace non-empty output folders.")
+@course_options("release")
 @translate_errors
 def release_command(
     out: str,
@@ -64,6 +58,7 @@ def release_command(
     secret_file: str | None,
     assignment: str,
     force: bool,
+    course: CourseContext,
 ) -> None:
     """Write the bundle students receive: stubs, notebooks, grader runtime, public cases.
 
@@ -78,6 +73,7 @@ def release_command(
       cnnlab release --out release/
       cnnlab release --student s1234 --secret-file ~/course.secret --out bundles/s1234
       cnnlab release --students roster.csv --secret-file ~/course.secret --out bundles/
+      cnnlab release --assignment hw1              # in a course: release/hw1/
     """
     from grader.commands.generate import resolve_seed
     from grader.errors import ConfigError
@@ -89,8 +85,13 @@ def release_command(
                 "--students releases every student of the roster with their own seed: drop "
                 "--student and --seed"
             )
-        _release_roster(Path(roster), Path(out), secret_file, assignment, force)
+        _release_roster(
+            Path(roster), Path(course.out(out, "release")), secret_file, assignment, force
+        )
         return
+    if seed is None and student is None:
+        seed = course.problem_seed(secret_file)  # the assignment's seed (None: no course)
+    out = course.out(out, "release", student=student)
     resolved = resolve_seed(seed, student, secret_file, assignment)
     bundle = write_bundle(Path(out), seed=resolved, student=student, force=force)
     who = f"student {student}" if student is not None else "the problem set"

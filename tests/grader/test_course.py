@@ -247,7 +247,7 @@ def test_an_unknown_or_missing_assignment_name_is_exit_2(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["list", "--assignment", "hw3"])
     assert result.exit_code == 2
-    assert "has no assignment 'hw3'. Did you mean 'hw1', 'hw2'" in result.output
+    assert "has no assignment 'hw3'. Did you mean 'hw2', 'hw1'?" in result.output
     result = CliRunner().invoke(main, ["generate"])
     assert result.exit_code == 2
     assert "has 2 assignments (hw1, hw2): choose one with --assignment NAME" in result.output
