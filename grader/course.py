@@ -697,7 +697,11 @@ class _Parser:
 def _plugin_hint(name: str) -> str:
     from grader import registry
 
-    broken = [p for p in registry.plugin_problems() if p.exercise == name]
+    broken = [
+        p
+        for p in registry.plugin_problems()
+        if p.exercise == name or (p.exercise is None and p.source.entry_point == name)
+    ]
     return f" (a plugin provides it but was not loaded: {broken[0]})" if broken else ""
 
 

@@ -358,7 +358,11 @@ def names() -> list[str]:
 def _unknown(name: str, known: Iterable[str], tail: str) -> UnknownExerciseError:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    broken = [p for p in _PROBLEMS if p.exercise == name]
+    broken = [
+        p
+        for p in _PROBLEMS
+        if p.exercise == name or (p.exercise is None and p.source.entry_point == name)
+    ]
     if broken:
         tail += f" (a plugin provides it but was not loaded: {broken[0]})"
     return UnknownExerciseError(f"unknown exercise {name!r}.{hint} {tail}")

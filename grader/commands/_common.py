@@ -127,8 +127,13 @@ def _resolve_course(
     from grader.seeds import DEFAULT_ASSIGNMENT
 
     default = None if kind in ("batch", "list") else DEFAULT_ASSIGNMENT
-    if course_path is None and bundle_mode and assignment is None:
-        return CourseContext(None, None, default)
+    if bundle_mode:  # saved check cases (a student bundle) fix the exercises: no course
+        if course_path is not None:
+            raise ConfigError(
+                "--course cannot be combined with saved check cases (--cases, or grading "
+                "inside a student bundle): the cases already fix the exercises"
+            )
+        return CourseContext(None, None, assignment or default)
     from grader import course as courselib
 
     if course_path is not None:

@@ -262,3 +262,47 @@ def test_student_code_cannot_import_or_read_the_plugins_reference(env, tmp_path)
     assert "imported the plugin" not in feedback and "read the reference" not in feedback
     assert "import: ModuleNotFoundError" in feedback, feedback
     assert "read: PermissionError" in feedback or "read: FileNotFoundError" in feedback, feedback
+
+
+def test_the_gradescope_export_ships_a_wheel_of_the_plugin(env, tmp_path):
+    import zipfile
+
+    fake_cnnlab = tmp_path / "cnnlab-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(fake_cnnlab, "w") as whl:
+        for name in (
+            "grader/engine.py",
+            "grader/sandbox/runner.py",
+            "grader/exercises/__init__.py",
+        ):
+            whl.writestr(name, "")
+    out = tmp_path / "autograder.zip"
+    proc = env.cnnlab(
+        "export",
+        "gradescope",
+        "--seed",
+        "3",
+        "--wheel",
+        str(fake_cnnlab),
+        "--out",
+        str(out),
+        "-e",
+        "avgpool2d_backward",
+        "-e",
+        "conv2d_params",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "with the plugin wheel cnnlab_avgpool-0.1.0-py3-none-any.whl" in proc.stdout
+    with zipfile.ZipFile(out) as zf:
+        names = zf.namelist()
+        setup = zf.read("setup.sh").decode()
+        plugin = zf.read("dist/cnnlab_avgpool-0.1.0-py3-none-any.whl")
+    assert "dist/cnnlab-0.1.0-py3-none-any.whl" in names
+    assert not any("relu" in n for n in names)  # only the plugins the exercises need
+    assert "pip install --no-cache-dir dist/*.whl" in setup
+    assert "registry.select(" in setup  # the image build fails if an exercise is missing
+    whl = tmp_path / "plugin.whl"
+    whl.write_bytes(plugin)
+    with zipfile.ZipFile(whl) as zf:
+        assert "avgpool_plugin/reference.py" in zf.namelist()
+        entry = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
+        assert "[cnnlab.exercises]" in zf.read(entry).decode()

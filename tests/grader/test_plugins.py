@@ -312,3 +312,63 @@ def test_no_plugins_env_ignores_every_plugin(plugin_site, monkeypatch):
     monkeypatch.setenv("CNNLAB_NO_PLUGINS", "1")
     registry.reload_plugins()
     assert "leaky_relu" not in registry.names()
+
+
+# --------------------------------------------------------------------------- wheels to ship
+
+
+def _wheel(path, entry_points: str = "[cnnlab.exercises]\nleaky = demo_plugin.spec:SPEC\n"):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr("demo_plugin/__init__.py", "")
+        whl.writestr("cnnlab_demo-0.1.0.dist-info/entry_points.txt", entry_points)
+    return path
+
+
+def test_the_autograder_gets_the_given_wheel_of_each_plugin_it_needs(plugin_site, tmp_path):
+    from grader import plugins
+
+    install_demo(plugin_site)
+    given = _wheel(tmp_path / "cnnlab_demo-0.1.0-py3-none-any.whl")
+    assert plugins.plugin_wheels(["leaky_relu", "conv2d_params"], tmp_path / "d", [given]) == [
+        given
+    ]
+    assert plugins.plugin_wheels(["conv2d_params"], tmp_path / "d") == []  # built-ins only
+
+
+def test_a_plugin_without_a_wheel_or_a_source_folder_is_a_clear_error(plugin_site, tmp_path):
+    from grader import plugins
+    from grader.errors import ConfigError
+
+    install_demo(plugin_site)
+    with pytest.raises(ConfigError) as caught:
+        plugins.plugin_wheels(["leaky_relu"], tmp_path)
+    message = str(caught.value)
+    assert "needs the plugin cnnlab-demo 0.1.0 (it provides leaky_relu)" in message
+    assert (
+        "--plugin-wheel FILE" in message and "pip download --no-deps cnnlab-demo==0.1.0" in message
+    )
+    bad = _wheel(tmp_path / "cnnlab_demo-0.1.0-py3-none-any.whl", entry_points="")
+    with pytest.raises(ConfigError, match="declares no 'cnnlab.exercises' entry point"):
+        plugins.plugin_wheels(["leaky_relu"], tmp_path, [bad])
+    with pytest.raises(ConfigError, match="is not a wheel file"):
+        plugins.plugin_wheels(["leaky_relu"], tmp_path, [tmp_path / "nothing.whl"])
+
+
+def test_a_course_naming_an_exercise_of_a_broken_plugin_says_why(plugin_site, tmp_path):
+    from grader.course import CourseFileError, load_course
+
+    plugin_site.install(
+        "cnnlab-broken",
+        {"broken_plugin/__init__.py": "", "broken_plugin/spec.py": "import nope\n"},
+        {"avgpool2d_backward": "broken_plugin.spec:SPEC"},
+    )
+    path = tmp_path / "cnnlab.toml"
+    path.write_text('[assignments.hw1]\nexercises = ["avgpool2d_backward"]\n')
+    with pytest.raises(CourseFileError) as caught:
+        load_course(path)
+    message = str(caught.value)
+    assert "cnnlab.toml:2: unknown exercise 'avgpool2d_backward'" in message
+    assert "a plugin provides it but was not loaded: plugin 'avgpool2d_backward'" in message
+    assert "ModuleNotFoundError" in message
