@@ -91,12 +91,16 @@ STUDENT_OUT_DIRS = {
     "release": "students/{assignment}/{student}/release",
 }
 #: What ``cnnlab init`` git-ignores: everything the commands write that holds the course
-#: secret, solutions or grades.
+#: secret, solutions, a student's own variant, students' work or grades (what
+#: :func:`grader.vcs.secret_warning` warns about when it is not ignored).
 IGNORE_RULES = (
-    "# cnnlab: never commit these (course secret, solutions, grades, autograder zips)",
+    "# cnnlab: never commit these (course secret, solutions, per-student variants, "
+    "submissions, grades, autograder zips)",
     "/.cnnlab/",
     "*.secret",
     "solutions/",
+    "/students/",
+    "/submissions/",
     "/gradebook/",
     "/autograder/",
     "*.sqlite",
