@@ -126,9 +126,9 @@ def test_release_bundles_only_the_assignments_exercises(course_dir, name):
         assert '"timeout_s": 7.0' in text
 
 
-def _grade(course_dir, name: str, path: Path) -> dict:
+def _grade(course_dir, name: str, path: Path, *extra: str) -> dict:
     out = course_dir / f"grade-{name}.json"
-    cnnlab("grade", str(path), "--assignment", name, "--json", str(out), code=(0, 1))
+    cnnlab("grade", str(path), "--assignment", name, "--json", str(out), *extra, code=(0, 1))
     return json.loads(out.read_text())
 
 
@@ -138,12 +138,48 @@ def test_grading_an_assignment_uses_its_exercises_points_and_seed(course_dir, na
     doc = _grade(course_dir, name, course_dir / "problemsets" / name / "solutions")
     assert {e["name"] for e in doc["exercises"]} == exercises
     assert doc["max_score"] == doc["score"] == total, doc
-    assert doc["seed"] == problem_seeds(course_dir)[name]
+    if name != "hw3":  # one problem set for everyone: graded with its (hidden) seed
+        assert doc["seed"] is None and "notes" not in doc
     # another assignment's solutions are graded against this assignment's exercises
     other = {"hw1": "hw2", "hw2": "hw1", "hw3": "hw1"}[name]
     doc = _grade(course_dir, name, course_dir / "problemsets" / other / "solutions")
     assert {e["name"] for e in doc["exercises"]} == exercises
     assert doc["score"] < total
+
+
+def test_the_course_seed_names_the_problem_set_of_a_shared_assignment(course_dir, tmp_path):
+    solutions = course_dir / "problemsets" / "hw1" / "solutions"
+    other = tmp_path / "cnnlab.toml"  # the same assignment with another seed
+    other.write_text(textwrap.dedent(COURSE).replace("seed = 101", "seed = 102"))
+    out = tmp_path / "other.json"
+    cnnlab(
+        "grade",
+        str(solutions),
+        "--course",
+        str(other),
+        "--assignment",
+        "hw1",
+        "--json",
+        str(out),
+        code=1,
+    )
+    results = {e["name"]: e for e in json.loads(out.read_text())["exercises"]}
+    assert results["conv_output_size"]["status"] == "passed"
+    assert results["q2_output_size"]["status"] == "failed"  # seed 102's numbers, not 101's
+    # an explicit --seed draws other check cases but the questions stay the assignment's
+    doc = _grade(course_dir, "hw1", solutions, "--seed", "7")
+    assert doc["score"] == doc["max_score"] and doc["seed"] is None  # hidden: the course names it
+
+
+def test_a_per_student_variant_is_generated_and_graded_with_the_students_seed(course_dir):
+    cnnlab("generate", "--assignment", "hw3", "--student", "alice", "--no-notebooks")
+    variant = course_dir / "students" / "hw3" / "alice" / "problemset"
+    assert "cnnlab generate --student alice" in (variant / "exercises" / "questions.py").read_text()
+    doc = _grade(course_dir, "hw3", variant / "solutions", "--student", "alice")
+    assert doc["score"] == doc["max_score"] == 2.0 and doc["seed"] is None
+    doc = _grade(course_dir, "hw3", variant / "solutions", "--student", "bob")
+    results = {e["name"]: e["status"] for e in doc["exercises"]}
+    assert results == {"dense_params": "passed", "q7_dense_params": "failed"}
 
 
 def _submissions(course_dir, name: str) -> Path:
