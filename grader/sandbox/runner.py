@@ -46,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from grader.errors import GraderFailure
+from grader.plugins import plugin_package_paths, plugin_packages
 from grader.sandbox import caseio
 from grader.sandbox.child import (
     OUTPUT_FILE,
@@ -129,7 +130,8 @@ class RunOutcome:
 
 
 def default_forbidden_paths() -> list[Path]:
-    """What the child may never open: the reference, the grader, ``solutions/``, the secret.
+    """What the child may never open: the reference (``cnnref`` and every exercise plugin's
+    packages), the grader, ``solutions/``, the secret.
 
     Found without importing ``cnnref``. ``$CNNLAB_COURSE_SECRET_FILE`` is read from the
     parent's environment here; only the *path* goes to the fork server.
@@ -148,6 +150,7 @@ def default_forbidden_paths() -> list[Path]:
     secret_file = os.environ.get("CNNLAB_COURSE_SECRET_FILE")
     if secret_file:
         paths.append(Path(secret_file))
+    paths += plugin_package_paths()  # instructors' plugins hold references too
     return [p.resolve() for p in paths]
 
 
@@ -639,7 +642,7 @@ class Sandbox:
             "env": _minimal_env(str(workdir)),
             "policy": {
                 "forbidden": self.forbidden,
-                "blocked_modules": ["cnnref", "solutions"],
+                "blocked_modules": ["cnnref", "solutions", *plugin_packages()],
                 "allowed_grader_modules": [],  # the server fills in what it preloaded
                 "library_dirs": _library_dirs(),
             },
