@@ -121,6 +121,16 @@ class CourseContext:
         return type(value)(target) if isinstance(value, Path) else str(target)
 
 
+def _inherited_view() -> Any:
+    """The assignment view this process was started under, if any (``None`` in a student
+    bundle, which has no registry)."""
+    try:
+        from grader.registry import active_view
+    except ImportError:
+        return None
+    return active_view()
+
+
 def _resolve_course(
     kind: str, course_path: str | None, assignment: str | None, bundle_mode: bool
 ) -> CourseContext:
@@ -136,6 +146,12 @@ def _resolve_course(
         return CourseContext(None, None, assignment or default)
     from grader import course as courselib
 
+    if course_path is None and assignment is None:
+        view = _inherited_view()
+        if view is not None:
+            # started by a command that chose the assignment (the Gradescope autograder's
+            # grading process): its view is in force, no course file is read again
+            return CourseContext(None, None, view.assignment)
     if course_path is not None:
         path = Path(course_path)
         if path.is_dir():

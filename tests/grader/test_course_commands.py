@@ -235,3 +235,20 @@ def test_the_gradescope_export_of_an_assignment_carries_its_settings(course_dir,
         config = json.loads(zf.read("cnnlab_autograder.json"))
         assert zf.read("course_secret").decode() == SECRET  # per-student seeds
     assert config["seed"] is None and config["assignment"] == "hw3"
+
+
+def test_the_autograder_grades_with_the_assignments_points_and_time_limits(course_dir, tmp_path):
+    from grader.classroom import gradescope
+
+    hw1 = load_course(course_dir / "cnnlab.toml").assignments["hw1"]
+    config = gradescope.AutograderConfig(
+        assignment="hw1", exercises=("conv_output_size",), seed=101, view=hw1.view().to_json()
+    )
+    assert gradescope.AutograderConfig.from_json(config.to_json()) == config
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    shutil.copy(course_dir / "problemsets" / "hw1" / "solutions" / "shapes.py", root / "submission")
+    code, stderr = gradescope._grade_once(root, config, 101, tmp_path)
+    assert code == 0, stderr
+    (result,) = json.loads((tmp_path / "result.json").read_text())["exercises"]
+    assert result["max_score"] == result["score"] == 5.0  # the course's points, not the spec's 2
