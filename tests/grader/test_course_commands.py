@@ -67,6 +67,15 @@ def inside(course_dir, monkeypatch):
     monkeypatch.setenv(seeds.SECRET_ENV, SECRET)
 
 
+@pytest.fixture
+def generated(course_dir) -> Path:
+    """Every assignment's problem set (generated once; later calls find them unchanged)."""
+    for name in EXPECTED:
+        if not (course_dir / "problemsets" / name / "solutions").is_dir():
+            cnnlab("generate", "--assignment", name, "--no-notebooks")
+    return course_dir / "problemsets"
+
+
 def cnnlab(*args: str, code: int | tuple[int, ...] = 0):
     result = CliRunner().invoke(main, list(args))
     codes = (code,) if isinstance(code, int) else code
@@ -133,7 +142,7 @@ def _grade(course_dir, name: str, path: Path, *extra: str) -> dict:
 
 
 @pytest.mark.parametrize("name", ["hw1", "hw2", "hw3"])
-def test_grading_an_assignment_uses_its_exercises_points_and_seed(course_dir, name):
+def test_grading_an_assignment_uses_its_exercises_points_and_seed(course_dir, generated, name):
     exercises, _, total = EXPECTED[name]
     doc = _grade(course_dir, name, course_dir / "problemsets" / name / "solutions")
     assert {e["name"] for e in doc["exercises"]} == exercises
@@ -147,7 +156,9 @@ def test_grading_an_assignment_uses_its_exercises_points_and_seed(course_dir, na
     assert doc["score"] < total
 
 
-def test_the_course_seed_names_the_problem_set_of_a_shared_assignment(course_dir, tmp_path):
+def test_the_course_seed_names_the_problem_set_of_a_shared_assignment(
+    course_dir, generated, tmp_path
+):
     solutions = course_dir / "problemsets" / "hw1" / "solutions"
     other = tmp_path / "cnnlab.toml"  # the same assignment with another seed
     other.write_text(textwrap.dedent(COURSE).replace("seed = 101", "seed = 102"))
@@ -190,7 +201,7 @@ def _submissions(course_dir, name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", ["hw1", "hw2", "hw3"])
-def test_batch_grades_each_assignment_into_its_own_gradebook(course_dir, name):
+def test_batch_grades_each_assignment_into_its_own_gradebook(course_dir, generated, name):
     exercises, _, total = EXPECTED[name]
     subs = _submissions(course_dir, name)
     cnnlab("batch", str(subs), "--assignment", name)
@@ -237,7 +248,9 @@ def test_the_gradescope_export_of_an_assignment_carries_its_settings(course_dir,
     assert config["seed"] is None and config["assignment"] == "hw3"
 
 
-def test_the_autograder_grades_with_the_assignments_points_and_time_limits(course_dir, tmp_path):
+def test_the_autograder_grades_with_the_assignments_points_and_time_limits(
+    course_dir, generated, tmp_path
+):
     from grader.classroom import gradescope
 
     hw1 = load_course(course_dir / "cnnlab.toml").assignments["hw1"]
