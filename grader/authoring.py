@@ -12,10 +12,10 @@ checks that
   cases again for the same seed, plain data the sandbox can carry (``caseio.encode_case``),
   and the reference and every known mistake run on them and return named numeric arrays
   (:func:`grader.engine.prepare`);
-* every known mistake is recognisable (:func:`mistake_report`): some case reveals it (its
-  outputs differ from the reference's), and no earlier mistake gives the same outputs on every
-  case that reveals it (the engine names the first matching mistake, so that one would
-  always be named instead);
+* every known mistake is recognisable (:func:`mistake_report`): for each seed, a student
+  who makes exactly that mistake is told its name, alone, by the engine's own evaluation
+  (some case reveals it, and no other mistake gives the same outputs on exactly the cases
+  that reveal it: the engine would then name both as possible);
 * the stub, the solution and the notebook can be generated from ``reference_function`` (its
   name is the student function, it has a docstring, its helpers can be inlined), and the
   generated modules compile.
@@ -201,23 +201,30 @@ class MistakeReport:
         name: the mistake's slug.
         revealed: cases (over all seeds) on which its outputs differ from the reference's.
         cases: cases drawn in all.
-        shadowed_by: an earlier mistake that gives the same outputs on every case revealing
-            this one (so the engine would always name that one instead), or ``None``.
+        confused_with: other known mistakes the engine names as well (as equally possible)
+            for a student who makes exactly this one, on some seed: the cases cannot tell
+            them apart.
+        named: seeds (of those checked) on which that student gets this mistake named, alone.
+        seeds: seeds checked.
     """
 
     name: str
     revealed: int
     cases: int
-    shadowed_by: str | None
+    confused_with: tuple[str, ...]
+    named: int
+    seeds: int
 
     @property
     def recognisable(self) -> bool:
-        return self.revealed > 0 and self.shadowed_by is None
+        """Named alone, on every seed checked."""
+        return self.revealed > 0 and not self.confused_with and self.named == self.seeds
 
 
 def mistake_report(spec: ExerciseSpec, seeds: Iterable[int] = CHECK_SEEDS) -> list[MistakeReport]:
-    """For each known mistake of ``spec``: on how many cases it shows, and whether an earlier
-    mistake hides it.
+    """For each known mistake of ``spec``: on how many cases it shows, and what the engine
+    tells a student who makes exactly that mistake (their outputs are the mistake's wherever
+    it shows, the reference's elsewhere) — the mistake's name alone, or several names.
 
     Raises:
         GraderFailure: drawing the cases, the reference or a mistake failed.
@@ -228,31 +235,39 @@ def mistake_report(spec: ExerciseSpec, seeds: Iterable[int] = CHECK_SEEDS) -> li
     return _mistake_report(spec, prepared)
 
 
+def _student_with(prepared: PreparedExercise, slug: str) -> Any:
+    """The run of a student who makes only mistake ``slug``."""
+    from grader.sandbox.runner import CaseOutcome, RunOutcome
+
+    outcomes = []
+    for case in prepared.cases:
+        outputs = {**case.expected, **case.mistakes.get(slug, {})}
+        outcomes.append(CaseOutcome(status="ok", outputs=outputs, message=""))
+    return RunOutcome(cases=tuple(outcomes), output="", wall_s=0.0)
+
+
 def _mistake_report(
     spec: ExerciseSpec, prepared: Sequence[PreparedExercise]
 ) -> list[MistakeReport]:
-    from grader.compare import outputs_match
+    from grader.engine import evaluate
 
-    cases = [c for p in prepared for c in p.cases]
     reports = []
-    names = [m.name for m in spec.mistakes]
-    for j, name in enumerate(names):
-        revealing = [c for c in cases if name in c.mistakes]
-        shadow = None
-        for earlier in names[:j]:
-            if revealing and all(
-                earlier in c.mistakes
-                and outputs_match(
-                    c.mistakes[earlier],
-                    {k: {**c.expected, **c.mistakes[name]}[k] for k in c.mistakes[earlier]},
-                    rtol=spec.rtol,
-                    atol=spec.atol,
-                )
-                for c in revealing
-            ):
-                shadow = earlier
-                break
-        reports.append(MistakeReport(name, len(revealing), len(cases), shadow))
+    for mistake in spec.mistakes:
+        name = mistake.name
+        revealed = sum(name in c.mistakes for p in prepared for c in p.cases)
+        confused: list[str] = []
+        named = 0
+        for p in prepared:
+            if not any(name in c.mistakes for c in p.cases):
+                continue  # nothing to name on this seed
+            result = evaluate(p, _student_with(p, name))
+            if result.mistake == name and not result.possible_mistakes:
+                named += 1
+            confused += [m for m in result.possible_mistakes if m != name and m not in confused]
+            if result.mistake not in (None, name) and result.mistake not in confused:
+                confused.append(result.mistake)
+        total = sum(len(p.cases) for p in prepared)
+        reports.append(MistakeReport(name, revealed, total, tuple(confused), named, len(prepared)))
     return reports
 
 
@@ -303,11 +318,17 @@ def _case_problems(spec: ExerciseSpec) -> list[str]:
                 f"{report.cases} cases, so it can never be recognised: add a case on which "
                 "it differs"
             )
-        elif report.shadowed_by:
+        elif report.confused_with:
             problems.append(
-                f"known mistake {report.name!r} can never be named: {report.shadowed_by!r} "
-                "gives the same outputs on every case that reveals it (add a case that tells "
-                "them apart, or merge them)"
+                f"known mistake {report.name!r} cannot be told apart from "
+                f"{', '.join(map(repr, report.confused_with))}: a student who makes it is "
+                "told it may be either (add a case on which they differ, or merge them)"
+            )
+        elif report.named < report.seeds:
+            problems.append(
+                f"known mistake {report.name!r} is not named for a student who makes it on "
+                f"{report.seeds - report.named} of {report.seeds} seeds (some seeds draw no "
+                "case that shows it): make every seed draw a case that reveals it"
             )
     return problems
 

@@ -3,6 +3,7 @@ plugins reported with their names while the built-in exercises keep working."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import pytest
@@ -261,22 +262,38 @@ def test_a_reference_without_docstring_cannot_be_generated(plugin_site):
     assert "has no docstring; a stub needs one" in problem.message
 
 
-def test_a_mistake_hidden_by_an_earlier_one_is_reported():
+def test_two_mistakes_the_cases_cannot_tell_apart_are_reported():
     spec = registry.get("maxpool2d_backward")
     twin = spec.mistakes[0]
-    shadowed = type(spec)(
-        **{
-            **spec.__dict__,
-            "mistakes": (
-                twin,
-                twin.__class__("same_again", "the same wrong answer again", twin.produce),
-            ),
-        }
-    )
-    problems = authoring.check_spec(shadowed, registry.all_specs())
+    again = twin.__class__("same_again", "the same wrong answer again", twin.produce)
+    confused = dataclasses.replace(spec, mistakes=(twin, again))
+    problems = authoring.check_spec(confused, registry.all_specs())
     assert any(
-        "'same_again' can never be named: 'gradient_to_every_element'" in p for p in problems
+        "'same_again' cannot be told apart from 'gradient_to_every_element'" in p for p in problems
     ), problems
+    (report, report_again) = authoring.mistake_report(confused)
+    assert report_again.confused_with == ("gradient_to_every_element",)
+    assert not report_again.recognisable and report_again.revealed > 0
+
+
+def test_a_mistake_some_seeds_never_show_is_reported():
+    spec = registry.get("maxpool2d_backward")
+
+    def cases(rng):  # on some seeds, no overlapping windows: "overlap_overwritten" hides
+        overlap = int(rng.integers(2)) == 1
+        drawn = spec.make_cases(rng)
+        return drawn if overlap else [c for c in drawn if c.get("stride", 9) >= c["pool_size"]]
+
+    flaky = dataclasses.replace(spec, make_cases=cases)
+    reports = {r.name: r for r in authoring.mistake_report(flaky)}
+    assert (reports["overlap_overwritten"].named, reports["overlap_overwritten"].seeds) == (1, 2)
+    assert reports["gradient_to_every_element"].recognisable
+    problems = authoring.check_spec(flaky, registry.all_specs())
+    assert problems == [
+        "known mistake 'overlap_overwritten' is not named for a student who makes it on 1 of 2 "
+        "seeds (some seeds draw no case that shows it): make every seed draw a case that "
+        "reveals it"
+    ]
 
 
 def test_the_self_check_accepts_the_built_in_numpy_exercises():
