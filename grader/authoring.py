@@ -87,7 +87,7 @@ def _positive(value: object) -> bool:
 
 
 def _field_problems(spec: ExerciseSpec, others: Sequence[ExerciseSpec]) -> list[str]:
-    from grader.compare import POSTPROCESS
+    from grader.compare import EXPLAIN, POSTPROCESS
     from grader.sandbox.harness import HARNESSES, forward_name, import_harness_modules
 
     problems = [
@@ -141,6 +141,9 @@ def _field_problems(spec: ExerciseSpec, others: Sequence[ExerciseSpec]) -> list[
         problems.append(
             f"postprocess {spec.postprocess!r} does not exist (known: {', '.join(POSTPROCESS)})"
         )
+    explain = getattr(spec, "explain", None)
+    if explain is not None and explain not in EXPLAIN:
+        problems.append(f"explain {explain!r} does not exist (known: {', '.join(EXPLAIN)})")
     slugs = [m.name for m in spec.mistakes]
     for m in spec.mistakes:
         if not isinstance(m.name, str) or not _SLUG.match(m.name):

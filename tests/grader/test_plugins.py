@@ -61,6 +61,7 @@ SPEC = ExerciseSpec(
     reference=lambda c: {{"out": reference.leaky_relu(c["x"], slope=c["slope"])}},
     reference_function=reference.leaky_relu,
     mistakes=(Mistake("slope_forgotten", "negative side set to 0: multiply by slope", {mistake}),),
+    {extra}
 )
 """
 
@@ -73,6 +74,7 @@ def demo_files(**overrides) -> dict[str, str]:
         "harness": "call",
         "make_cases": "cases",
         "mistake": "_mistake",
+        "extra": "",
     }
     fields.update(overrides)
     return {
@@ -214,6 +216,7 @@ def test_two_plugins_with_one_name_keep_the_first_and_report_the_second(plugin_s
             "cannot go to the sandbox",
         ),
         ({"harness": "no_such_harness"}, "harness 'no_such_harness' does not exist"),
+        ({"extra": "explain='no_such_explainer',"}, "explain 'no_such_explainer' does not"),
         ({"harness": "backward_dx"}, "no exercise asks for leaky_relu_forward"),
         ({"topic": "numpy"}, "hides the module 'numpy'"),
         ({"topic": "questions"}, "reserved for the built-in numeric questions"),
@@ -227,6 +230,7 @@ def test_two_plugins_with_one_name_keep_the_first_and_report_the_second(plugin_s
         "no-cases",
         "cases-not-plain-data",
         "unknown-harness",
+        "unknown-explainer",
         "backward-without-forward",
         "topic-shadows-numpy",
         "topic-reserved",
