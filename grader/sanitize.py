@@ -6,9 +6,11 @@ names, its student id. Every report that carries them goes through these functio
 * :func:`clean_text`: ANSI/VT escape sequences removed; ``\\r\\n`` and lone ``\\r`` become
   ``\\n`` (Gradescope asks for Unix line endings); every other C0 control character and DEL
   becomes its visible Unicode "control picture" (NUL → ``␀``, ESC → ``␛``), C1 controls, lone
-  surrogates and the non-characters U+FFFE/U+FFFF become U+FFFD. The result is valid in JSON
-  (any parser, also the strict ones that reject lone surrogates), in XML 1.0 (whose ``Char``
-  production allows only tab, newline and carriage return below U+0020) and in a terminal.
+  surrogates and the non-characters U+FFFE/U+FFFF become U+FFFD; bidirectional controls and
+  zero-width spaces become visible (``<U+202E>``), so no id or output reads reversed. The
+  result is valid in JSON (any parser, also the strict ones that reject lone surrogates), in
+  XML 1.0 (whose ``Char`` production allows only tab, newline and carriage return below
+  U+0020) and in a terminal.
 * :func:`truncate` and :func:`fit_json`: cut long text with a visible marker that says how much
   was cut, and bring a JSON document under a byte budget by cutting its longest strings, so the
   document stays valid JSON.
@@ -52,6 +54,11 @@ _NEWLINES = re.compile(r"\r\n?")
 _C0 = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: C1 controls, lone surrogates, U+FFFE and U+FFFF: replaced by U+FFFD.
 _BAD = re.compile(r"[\x80-\x9f\ud800-\udfff\ufffe\uffff]")
+#: Invisible characters that change how the text around them is shown: the Unicode
+#: bidirectional controls (embeddings, overrides, isolates, marks; the "Trojan Source" attack,
+#: CVE-2021-42574) and zero-width spaces/no-break spaces. Shown as ``<U+202E>``. The zero-width
+#: (non-)joiners stay: Persian, Indic scripts and emoji sequences need them.
+_INVISIBLE = re.compile(r"[\u061c\u200b\u200e\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 #: Cells a spreadsheet may take for a formula (OWASP "CSV Injection"), plus full-width forms.
 _CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 #: ASCII punctuation that Markdown (CommonMark) may read as syntax; all may be backslash-escaped.
@@ -77,6 +84,7 @@ def clean_text(text: object) -> str:
     text = _ANSI.sub("", text)
     text = _NEWLINES.sub("\n", text)
     text = _C0.sub(_picture, text)
+    text = _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
     return _BAD.sub("\ufffd", text)
 
 

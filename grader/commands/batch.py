@@ -13,6 +13,7 @@ import click
 from grader import seeds, vcs
 from grader.commands._common import EXIT_GRADER, CourseContext, course_options, translate_errors
 from grader.errors import ConfigError
+from grader.sanitize import clean_text
 
 EXIT_INTERRUPTED = 130
 
@@ -185,7 +186,7 @@ def batch(
         if entry.late:
             click.echo(f"late: {who} (marked late by the LMS)", err=True)
     for path, reason in found.skipped:
-        click.echo(f"skipped {path.name}: {reason}", err=True)
+        click.echo(f"skipped {clean_text(path.name)}: {clean_text(reason)}", err=True)
     if nbgrader_gradebook:  # fail before grading, not after
         from grader.problemset import nbgrader_gradebook as nbgb
 
@@ -394,9 +395,9 @@ class _Progress:
             self.bar.update(self.task, completed=done, counts=counts)
         else:
             score = "—" if row.score is None else f"{row.score:g}"
+            who = clean_text(row.student)
             self.console.print(
-                f"[{done:>{len(str(total))}}/{total}] {row.student}: {score}/{row.max_score:g} "
-                f"({key})",
+                f"[{done:>{len(str(total))}}/{total}] {who}: {score}/{row.max_score:g} ({key})",
                 highlight=False,
                 markup=False,
             )

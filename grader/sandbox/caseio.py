@@ -324,13 +324,21 @@ def load_npz_strict(
                 if key in out:
                     raise BadArrayFile(f"{path.name}: array {key!r} appears twice")
                 with zf.open(info) as member:
-                    out[key] = _read_member(member, info.file_size, key, kinds)
+                    try:
+                        out[key] = _read_member(member, info.file_size, key, kinds)
+                    except BadArrayFile:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - any oddity of hostile data
+                        raise BadArrayFile(
+                            f"{path.name}: array {key!r} is malformed "
+                            f"({type(exc).__name__}: {exc})"[:300]
+                        ) from exc
     except zipfile.BadZipFile as exc:
         raise BadArrayFile(f"{path.name} is not an .npz file: {exc}") from exc
     except NotImplementedError as exc:  # an unknown compression method
         raise BadArrayFile(f"{path.name}: {exc}") from exc
-    except (ValueError, OSError, EOFError, RuntimeError) as exc:  # malformed header or data
-        raise BadArrayFile(f"{path.name} is malformed: {exc}") from exc
+    except (ValueError, OSError, EOFError, RuntimeError, RecursionError, MemoryError) as exc:
+        raise BadArrayFile(f"{path.name} is malformed: {exc}"[:300]) from exc  # header or data
     return out
 
 
@@ -349,6 +357,10 @@ def _read_member(fh: Any, stored: int, key: str, kinds: str) -> np.ndarray:
             f"array {key!r} has dtype {dtype} (kind {dtype.kind!r}); only numeric arrays "
             "(bool, int, uint, float) are accepted"
         )
+    if not isinstance(shape, tuple) or not all(
+        type(n) is int and 0 <= n <= MAX_ARRAY_BYTES for n in shape
+    ):  # numpy's header parser takes any literal: (True,), (-1,), (2**70,)
+        raise BadArrayFile(f"array {key!r}: header declares the shape {shape!r:.80}")
     count = math.prod(shape)
     header_len = fh.tell()
     if count * dtype.itemsize != stored - header_len:

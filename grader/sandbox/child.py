@@ -476,6 +476,19 @@ def _redirect_and_enter(req: dict[str, Any]) -> None:
     tempfile.tempdir = None  # the server's cached choice is not this run's folder
 
 
+#: Descriptors above this are not looked at (the fork server opens a handful).
+INHERITED_FD_LIMIT = 1024
+
+
+def _close_inherited() -> None:
+    """Close every descriptor but stdin/stdout/stderr before student code runs: the fork
+    server's (its namespace handle, pipes, log) are not the student's to use. ``O_CLOEXEC``
+    does not help across ``fork``; ``close_range`` may be refused by seccomp, so one by one."""
+    for fd in range(3, INHERITED_FD_LIMIT):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def child_main(req: dict[str, Any], sync_fd: int, plan: Any = None, res: Any = None) -> NoReturn:
     """The child's whole life (called right after ``os.fork`` in the fork server).
 
@@ -511,6 +524,7 @@ def child_main(req: dict[str, Any], sync_fd: int, plan: Any = None, res: Any = N
     report = {"layers": done, "seconds": layers.TIMES}
     os.write(sync_fd, SETUP_OK + json.dumps(report).encode())
     os.close(sync_fd)
+    _close_inherited()
     try:
         if with_audit:
             audit.install(policy)

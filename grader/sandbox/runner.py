@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import select
@@ -61,6 +62,8 @@ from grader.sandbox.layers import FILESYSTEM_LAYERS, LAYERS, Plan, layers_off_fr
 from grader.sandbox.limits import ContainerMemory
 from grader.sandbox.privileges import runtime_readable_by_others
 from grader.submission import Submission
+
+log = logging.getLogger(__name__)
 
 CaseStatus = Literal["ok", "not_implemented", "error", "timeout", "memory", "crashed"]
 CHILD_STATUSES = frozenset({"ok", "not_implemented", "error", "memory"})
@@ -492,7 +495,7 @@ class Sandbox:
             server.close()
         base, self._base = self._base, None
         if base is not None:
-            shutil.rmtree(base, ignore_errors=True)
+            remove_tree(base)
 
     @property
     def server_pid(self) -> int | None:
@@ -562,7 +565,7 @@ class Sandbox:
     ) -> None:
         """The run folder: the cases, and the submission's own copy in ``submission/``
         (the child's working directory; its modules' ``__file__`` point there)."""
-        workdir.mkdir(mode=0o700)
+        workdir.mkdir(mode=0o700, exist_ok=True)  # made by mkdtemp (mode 0700)
         code_dir = workdir / SUBMISSION_DIR
         code_dir.mkdir(mode=0o700)
         data = json.loads(submission.to_json())
@@ -612,14 +615,16 @@ class Sandbox:
         wall_limit = float(self.limits.wall_s if timeout_s is None else timeout_s)
         cpu_limit = max(float(self.limits.cpu_s), wall_limit if timeout_s is not None else 0.0)
         self._runs += 1
-        workdir = self._base / RUNS_DIR / f"run-{self._runs:05d}"
-        try:
+        runs = self._base / RUNS_DIR
+        _empty_folder(runs)  # whatever an earlier child left (it could write all of runs/)
+        try:  # a name no earlier child could guess and take first
+            workdir = Path(tempfile.mkdtemp(prefix=f"run-{self._runs:05d}-", dir=runs))
             self._write_inputs(workdir, submission, cases)
         except caseio.CaseEncodingError:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _empty_folder(runs)
             raise
         except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _empty_folder(runs)
             raise GraderFailure(f"cannot write the sandbox's input files: {exc}") from exc
         memory_mb, memory_message = self._memory()
         limits = {
@@ -666,7 +671,7 @@ class Sandbox:
             self._discard_server()
             raise
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _empty_folder(runs)  # nothing the child wrote outlives its run
         return RunOutcome(
             cases=outcome[0], output=outcome[1], wall_s=time.monotonic() - t0, child=report
         )
@@ -790,6 +795,43 @@ def _inside_copy(rel: str) -> str:
     return "/".join(parts)
 
 
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything under it, whatever a child made there: never raises.
+
+    ``shutil.rmtree`` recurses once per folder level (Python 3.11), so a chain of a few
+    thousand nested folders raises ``RecursionError``; coreutils' ``rm -rf`` (fts, no depth
+    limit, never follows links) removes what it leaves. What even that cannot remove is logged.
+    """
+    with contextlib.suppress(RecursionError):
+        shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    try:
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("cannot remove %s: %s", path, exc)
+        return
+    if os.path.lexists(path):
+        log.warning("cannot remove %s completely", path)
+
+
+def _empty_folder(folder: Path) -> None:
+    """Remove everything inside ``folder`` (not the folder itself); never raises."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        remove_tree(folder / name)
+
+
 def _signal_name(sig: int) -> str:
     try:
         return signal.Signals(sig).name
@@ -817,8 +859,9 @@ def _read_case(workdir: Path, i: int, status_bytes: bytes, max_output_bytes: int
         status, message = record["status"], record["message"]
         if status not in CHILD_STATUSES or not isinstance(message, str):
             raise ValueError(f"bad status record {record!r:.80}")
-    except (ValueError, KeyError, TypeError) as exc:
-        return CaseOutcome("error", None, f"the result of case {i} was tampered with ({exc})")
+    except Exception as exc:  # noqa: BLE001 - hostile bytes: RecursionError, MemoryError ...
+        reason = f"{type(exc).__name__}: {exc}"[:200]
+        return CaseOutcome("error", None, f"the result of case {i} was tampered with ({reason})")
     message = message[:500]
     if status != "ok":
         return CaseOutcome(status, None, message)

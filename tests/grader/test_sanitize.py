@@ -61,6 +61,14 @@ def test_clean_text_removes_escapes_and_shows_controls():
     assert clean_text(b"bytes\xff\x00") == "bytes\ufffd␀"
 
 
+def test_clean_text_shows_bidi_overrides_and_zero_width_spaces():
+    """Trojan Source (CVE-2021-42574): an id ``x<RLO>yxz.gpj`` shows as ``xjpg.zxy``."""
+    assert clean_text("x\u202eyxz.gpj") == "x<U+202E>yxz.gpj"
+    assert clean_text("a\u2066b\u2069c\u200bd\ufeff") == "a<U+2066>b<U+2069>c<U+200B>d<U+FEFF>"
+    assert csv_cell("\u200f=1+1") == "<U+200F>=1+1"
+    assert clean_text("می\u200cخواهم") == "می\u200cخواهم"  # Persian needs the ZWNJ
+
+
 @given(ANY_TEXT)
 def test_clean_text_is_always_valid_xml_and_strict_json(text):
     cleaned = clean_text(text)

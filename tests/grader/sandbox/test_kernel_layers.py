@@ -373,6 +373,43 @@ def test_34_without_landlock_and_seccomp_the_namespaces_take_it_all_away():
     assert key not in _sysv_keys()  # ...which died with it
 
 
+def test_34_nothing_a_child_writes_outlives_its_run():
+    """The runner, not a kernel layer: Landlock lets a child write the sandbox's ``runs/``
+    folder (its run's parent). Folders planted there under the names later runs would take are
+    gone when the run ends, and runs are named unpredictably: the next run is graded."""
+    from grader.sandbox.runner import RUNS_DIR
+
+    guesses = [f"run-{n:05d}" for n in range(1, 200)]
+    with Sandbox(LIMITS, layers_off={"audit"}) as box:
+        planted = run(box, "case34_leftovers.py", "plant_in_runs", [{"names": guesses}])
+        runs = box._base / RUNS_DIR
+        assert results(planted)["planted"] == str(len(guesses))  # the attempt worked...
+        assert os.listdir(runs) == []  # ...and was undone
+        after = run(box, "case34_leftovers.py", "plant_in_runs", [{"names": []}])
+        assert after.cases[0].status == "ok", after.cases[0]
+
+
+def test_34_a_deep_folder_chain_is_removed_and_the_result_stands():
+    """The runner: ``shutil.rmtree`` recurses per level, so nested folders raised
+    ``RecursionError`` in the parent at 1500 levels (a traceback, a grader failure instead of the student's
+    result, folders left in /tmp). Removal falls back to ``rm -rf``."""
+    from grader.sandbox.runner import RUNS_DIR
+
+    with Sandbox(LIMITS) as box:
+        outcome = run(box, "case34_leftovers.py", "deep_chain", [{"depth": 1500}])
+        assert outcome.cases[0].status == "ok", outcome.cases[0]
+        base = box._base
+        assert os.listdir(base / RUNS_DIR) == []
+    assert not base.exists()  # close() removed the sandbox's folder
+
+
+def test_34_no_descriptor_of_the_fork_server_reaches_student_code(no_hook):
+    """The child set-up closes every inherited descriptor above stderr (the fork server's
+    handle on the host's PID namespace was fd 4 in every child)."""
+    outcome = run(no_hook, "case34_leftovers.py", "inherited_descriptors")
+    assert results(outcome)["descriptors"] == "none", outcome.output
+
+
 # ----------------------------------------------------------------------------- 35
 
 
@@ -416,6 +453,8 @@ def test_35_the_parent_never_hangs_on_a_fifo_or_follows_a_link():
         ("lzma_members", "compression method 14"),
         ("inflates", "more than the"),
         ("many_members", "more than the"),  # its size alone gives it away
+        ("deep_status", "tampered with (RecursionError"),  # the status record itself
+        ("bool_shape", "declares the shape (True,)"),
     ],
 )
 def test_36_npz_bombs_are_refused_before_decompression(no_hook, function, message):
