@@ -126,8 +126,20 @@ def _kind_problem(name: str, expected: np.ndarray, received: np.ndarray) -> str 
     return None
 
 
+#: Said instead of the expected value when it must stay hidden (see ``conceal``).
+CONCEALED = (
+    "the expected value is not shown: these numbers are your own problem set's, graded for credit"
+)
+
+
 def check_output(
-    name: str, expected: np.ndarray, received: object, *, rtol: float, atol: float
+    name: str,
+    expected: np.ndarray,
+    received: object,
+    *,
+    rtol: float,
+    atol: float,
+    conceal: bool = False,
 ) -> str | None:
     """``None`` when ``received`` is ``expected`` to tolerance, else one line saying why not.
 
@@ -136,6 +148,9 @@ def check_output(
         expected: the reference output (shape ``S``).
         received: what the student's code returned for it.
         rtol, atol: float tolerances; integers and booleans are compared exactly.
+        conceal: say which value is wrong without the expected one (a numeric question whose
+            answer is the student's own and graded for credit: the feedback must not be a
+            way to learn it and resubmit).
     """
     if type(received) is not np.ndarray:
         return f"{name} must be a numpy array or a number, got {type(received).__name__}"
@@ -168,10 +183,13 @@ def check_output(
         if not wrong.any():
             return None
         idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), excess.shape))
-    msg = (
-        f"{format_index(name, idx)}: expected {format_value(expected[idx])}, "
-        f"got {format_value(received[idx])}"
-    )
+    if conceal:
+        msg = f"{format_index(name, idx)}: {format_value(received[idx])} is wrong ({CONCEALED})"
+    else:
+        msg = (
+            f"{format_index(name, idx)}: expected {format_value(expected[idx])}, "
+            f"got {format_value(received[idx])}"
+        )
     if expected.ndim:
         msg += f" ({int(wrong.sum())} of {expected.size} values differ)"
     return msg
@@ -183,14 +201,16 @@ def check_outputs(
     *,
     rtol: float,
     atol: float,
+    conceal: bool = False,
 ) -> str | None:
-    """Check every expected output in order; the first problem found, or ``None``."""
+    """Check every expected output in order; the first problem found, or ``None``
+    (``conceal``: see :func:`check_output`)."""
     if received is None:
         return "no result came back"
     for name, exp in expected.items():
         if name not in received:
             return f"the result has no {name!r}"
-        problem = check_output(name, exp, received[name], rtol=rtol, atol=atol)
+        problem = check_output(name, exp, received[name], rtol=rtol, atol=atol, conceal=conceal)
         if problem:
             return problem
     return None

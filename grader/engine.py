@@ -132,6 +132,9 @@ class PreparedExercise:
     cases: tuple[PreparedCase, ...]
     postprocess: str | None = None
     explain: str | None = None
+    #: Feedback never shows an expected value (numeric questions graded with a hidden
+    #: problem seed: the student's own answers, which a resubmission could copy).
+    conceal_expected: bool = False
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -350,12 +353,16 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
             received, problem = _postprocess(prepared, case, result.outputs or {})
             runtime = isinstance(problem, RuntimeProblem)
             problem = problem or check_outputs(
-                case.expected, received, rtol=prepared.rtol, atol=prepared.atol
+                case.expected,
+                received,
+                rtol=prepared.rtol,
+                atol=prepared.atol,
+                conceal=prepared.conceal_expected,
             )
             if problem is None:
                 passed_cases.append(case)
                 continue
-            if not runtime:
+            if not runtime and not prepared.conceal_expected:
                 problem = _explain(prepared, case, received, problem)
             failures.append(_Failure(index, case, received, str(problem), runtime))
             continue
@@ -430,7 +437,7 @@ def evaluate(prepared: PreparedExercise, outcome: RunOutcome) -> Result:
         feedback=". ".join(p.rstrip(". ") for p in parts),
         mistake=mistake,
         possible_mistakes=tuple(candidates) if len(candidates) > 1 else (),
-        pictures=_pictures(prepared, failures),
+        pictures=() if prepared.conceal_expected else _pictures(prepared, failures),
         **common,
     )
 
@@ -745,6 +752,13 @@ def grade(
             notes=notes,
         )
         prepared = prepare_all(specs, seed, problem_seed=problem.seed)
+        if problem.hidden:  # the answers are the student's own: feedback must not give them
+            prepared = [
+                replace(p, conceal_expected=True)
+                if isinstance(p, PreparedExercise) and p.name in {q.name for q in questions}
+                else p
+                for p in prepared
+            ]
     result = grade_prepared(
         submission, prepared, seed=seed, sandbox=sandbox, student=student, in_process=in_process
     )

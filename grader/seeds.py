@@ -201,6 +201,8 @@ class SeedSources:
         student: the student id of ``--student`` (a label; the seed is ``student_seed``).
         student_seed: ``derive_seed(secret, student, assignment)``.
         assigned: the grader's own seed for this submission (autograder, batch ``--seed``).
+        assigned_cases: with ``assigned``, a separate seed of the check cases (the Gradescope
+            autograder draws them afresh per submission; ``assigned`` stays the problem seed).
         problem: an explicit problem seed (``--problem-seed``).
         course: the assignment's problem-set seed from the course file.
         recorded: the problem-set seed recorded with the student's bundle.
@@ -211,6 +213,7 @@ class SeedSources:
     student: str | None = None
     student_seed: int | None = None
     assigned: int | None = None
+    assigned_cases: int | None = None
     problem: int | None = None
     course: int | None = None
     recorded: int | None = None
@@ -295,7 +298,8 @@ def resolve(sources: SeedSources, *, fresh: int | None = None) -> Resolution:
     if student_seed is not None:
         grading, grading_source = student_seed, "student"
     elif assigned is not None:
-        grading, grading_source = assigned, "assigned"
+        cases = _check(sources.assigned_cases, "assigned check-case seed")
+        grading, grading_source = (assigned if cases is None else cases), "assigned"
     elif explicit is not None:
         grading, grading_source = explicit, "seed"
     else:

@@ -63,6 +63,8 @@ from grader.sanitize import fit_json
 ROOT_ENV = "AUTOGRADER_ROOT"
 #: How the grading process gets its seed (read and removed by ``cnnlab grade``).
 ASSIGNED_SEED_ENV = "CNNLAB_ASSIGNED_SEED"
+#: The check cases' seed of this submission (see :func:`seed_for_submission`).
+ASSIGNED_CASES_SEED_ENV = "CNNLAB_ASSIGNED_CASES_SEED"
 PYTHON_ENV = "CNNLAB_PYTHON"
 CONFIG_NAME = "cnnlab_autograder.json"
 SECRET_NAME = "course_secret"
@@ -392,20 +394,45 @@ def student_id(metadata_path: Path, id_field: str = DEFAULT_ID_FIELD) -> str:
     return "+".join(sorted(ids))
 
 
-def seed_for_submission(root: Path, config: AutograderConfig) -> int:
-    """This submission's seed; reads **and deletes** ``source/course_secret``."""
+def seed_for_submission(root: Path, config: AutograderConfig) -> tuple[int, int]:
+    """This submission's ``(problem seed, check-case seed)``; reads **and deletes**
+    ``source/course_secret``.
+
+    The problem seed (the numbers of the student's questions) is the student's, the same on
+    every resubmission and in ``cnnlab batch``. The check cases of the coding exercises are
+    drawn afresh for each submission (from the problem seed and Gradescope's submission id;
+    a regrade of the same submission gets the same cases): feedback names expected values of
+    the cases that failed, and with cases fixed per student a table of those values,
+    resubmitted, would earn the points (SECURITY.md case 24).
+    """
     if config.seed is not None:
-        return config.seed
-    secret_path = root / "source" / SECRET_NAME
+        problem = config.seed
+    else:
+        secret_path = root / "source" / SECRET_NAME
+        try:
+            secret = secret_path.read_bytes().strip()
+        except OSError as exc:
+            raise GraderFailure(
+                f"the course secret is missing from the autograder ({exc})"
+            ) from exc
+        finally:
+            secret_path.unlink(missing_ok=True)
+        student = student_id(root / "submission_metadata.json", config.id_field)
+        problem = seeds.derive_seed(secret, student, config.assignment)
+    return problem, _cases_seed(root, problem)
+
+
+def _cases_seed(root: Path, problem: int) -> int:
+    """The check cases' seed of this submission: from the problem seed and the submission's
+    id in ``submission_metadata.json``; a random one where Gradescope gives no id."""
     try:
-        secret = secret_path.read_bytes().strip()
-    except OSError as exc:
-        raise GraderFailure(f"the course secret is missing from the autograder ({exc})") from exc
-    finally:
-        secret_path.unlink(missing_ok=True)
-    return seeds.derive_seed(
-        secret, student_id(root / "submission_metadata.json", config.id_field), config.assignment
-    )
+        meta = json.loads((root / "submission_metadata.json").read_text(encoding="utf-8"))
+        submission = meta.get("id") if isinstance(meta, dict) else None
+    except (OSError, ValueError):
+        submission = None
+    if submission is None or isinstance(submission, bool):
+        return seeds.fresh_seed()
+    return seeds.derive_seed(str(problem).encode(), f"submission {submission}", "check cases")
 
 
 def _failure_results(message: str) -> dict:
@@ -439,7 +466,9 @@ def _write_json(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> tuple[int, str]:
+def _grade_once(
+    root: Path, config: AutograderConfig, seed: int, cases_seed: int, work: Path
+) -> tuple[int, str]:
     """Run ``cnnlab grade`` in a child process; returns (exit status, its stderr)."""
     args = [
         sys.executable,
@@ -456,6 +485,7 @@ def _grade_once(root: Path, config: AutograderConfig, seed: int, work: Path) -> 
         args += ["-e", name]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLAB_COURSE_SECRET")}
     env[ASSIGNED_SEED_ENV] = str(seed)  # not on the command line: /proc/PID/cmdline is public
+    env[ASSIGNED_CASES_SEED_ENV] = str(cases_seed)
     if _single_use(root):
         from grader.sandbox.filesystem import SINGLE_USE_ENV
         from grader.sandbox.runner import LOCK_EXTRA_ENV
@@ -506,10 +536,11 @@ def run_autograder(root: str | Path) -> int:
         capture_output=True,
         text=True,
     )
-    if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+    printed = proc.stdout.split()
+    if proc.returncode != 0 or len(printed) != 2 or not all(p.isdigit() for p in printed):
         _write_json(results, _failure_results(proc.stderr.strip() or "no seed"))
         return 3
-    seed = int(proc.stdout.strip())
+    seed, cases_seed = (int(p) for p in printed)
     from grader.sandbox.layers import filesystem_layer_probe, lockdown_possible
 
     weak = filesystem_layer_probe()
@@ -529,7 +560,7 @@ def run_autograder(root: str | Path) -> int:
     for _attempt in range(2):
         with tempfile.TemporaryDirectory(prefix="cnnlab-gs-") as tmp:
             work = Path(tmp)
-            code, stderr = _grade_once(root, config, seed, work)
+            code, stderr = _grade_once(root, config, seed, cases_seed, work)
             # The grade process has exited: so has every child that ran student code.
             if code in (0, 1) and (work / "gradescope.json").is_file():
                 doc = json.loads((work / "gradescope.json").read_text(encoding="utf-8"))
@@ -568,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_autograder(root)
     try:
         config = AutograderConfig.from_json((root / "source" / CONFIG_NAME).read_text())
-        print(seed_for_submission(root, config))
+        print(*seed_for_submission(root, config))
     except (OSError, ValueError, KeyError, GraderFailure, ConfigError) as exc:
         print(str(exc), file=sys.stderr)
         return 3

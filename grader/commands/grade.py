@@ -25,6 +25,7 @@ CASES_ENV = "CNNLAB_CASES_DIR"
 #: The autograder hands the grading process its seed here (never on the command line, never
 #: printed): the Gradescope run_autograder's seed, derived from the course secret or fixed.
 ASSIGNED_SEED_ENV = "CNNLAB_ASSIGNED_SEED"
+ASSIGNED_CASES_SEED_ENV = "CNNLAB_ASSIGNED_CASES_SEED"
 #: The list of generated files in exercises/ and solutions/ (grader.problemset.generate).
 GENERATED_MANIFEST = ".cnnlab-generated"
 
@@ -99,6 +100,9 @@ def next_steps(path: str) -> str | None:
     "else $CNNLAB_COURSE_SECRET).",
 )
 @click.option("--assigned-seed", envvar=ASSIGNED_SEED_ENV, hidden=True, type=int, default=None)
+@click.option(
+    "--assigned-cases-seed", envvar=ASSIGNED_CASES_SEED_ENV, hidden=True, type=int, default=None
+)
 @course_options("grade", bundle_param="cases_dir")
 @translate_errors
 def grade_command(
@@ -113,6 +117,7 @@ def grade_command(
     student: str | None = None,
     secret_file: str | None = None,
     assigned_seed: int | None = None,
+    assigned_cases_seed: int | None = None,
     assignment: str | None = None,
     course: CourseContext | None = None,
 ) -> None:
@@ -136,8 +141,9 @@ def grade_command(
 
     from grader import engine, seeds
 
-    os.environ.pop(ASSIGNED_SEED_ENV, None)  # student code never inherits it
-    sources = seeds.SeedSources(assigned=assigned_seed)
+    for name in (ASSIGNED_SEED_ENV, ASSIGNED_CASES_SEED_ENV):
+        os.environ.pop(name, None)  # student code never inherits them
+    sources = seeds.SeedSources(assigned=assigned_seed, assigned_cases=assigned_cases_seed)
     if student is not None:
         from grader.errors import ConfigError
 
@@ -159,6 +165,7 @@ def grade_command(
         shared = course.problem_seed(secret_file)
         sources = seeds.SeedSources(
             assigned=assigned_seed if (assigned_seed is not None or seed is not None) else shared,
+            assigned_cases=assigned_cases_seed,
             course=shared,
         )
 

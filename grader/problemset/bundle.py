@@ -92,6 +92,7 @@ BUNDLE_DEPENDENCIES = (
     "nbformat>=5.7",
     "matplotlib>=3.7",
     "pyseccomp>=0.1.2",
+    "tomli>=1.1; python_version < '3.11'",  # the course file reader (tomllib from 3.11)
 )
 
 _MAIN = '''"""`cnnlab` and `python -m grader` in a student bundle: grade against its cases/."""

@@ -218,6 +218,29 @@ def test_a_students_derived_seed_is_never_shown(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "r.json").read_text())["seed"] is None
 
 
+def test_a_hidden_problem_sets_answers_are_not_in_the_feedback(tmp_path, monkeypatch):
+    """Red-team F4: graded with the student's hidden problem seed, a wrong answer's feedback
+    says it is wrong without the answer (which a resubmission could copy); with a seed the
+    student chose, the expected value is shown as before (the control)."""
+    from grader import engine, registry
+
+    folder = _questions(tmp_path, 41)
+    expected = {
+        s.name: engine.prepare(s, 1234567).cases[0].expected["answer"]
+        for s in registry.select(list(Q[1::2]))
+    }
+    monkeypatch.setenv("CNNLAB_ASSIGNED_SEED", "1234567")
+    result = _invoke(str(folder), *Q, "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 1
+    text = result.output + (tmp_path / "r.json").read_text()
+    assert "the expected value is not shown" in text
+    for name, answer in expected.items():
+        assert f"expected {answer}" not in text, name
+    monkeypatch.delenv("CNNLAB_ASSIGNED_SEED", raising=False)  # grade pops it
+    shown = _invoke(str(folder), *Q, "--problem-seed", "1234567")
+    assert shown.exit_code == 1 and "expected " in shown.output
+
+
 def test_the_autograders_assigned_seed_beats_the_header_and_is_not_shown(tmp_path, monkeypatch):
     folder = _questions(tmp_path, 41)
     monkeypatch.setenv("CNNLAB_ASSIGNED_SEED", "1234567")

@@ -69,6 +69,8 @@ def test_grading_seed_order_and_hidden_seeds():
     assert seeds.resolve(seeds.SeedSources(assigned=3, seed=4)).grading == 3
     assert seeds.resolve(seeds.SeedSources(assigned=3)).hidden
     assert seeds.resolve(seeds.SeedSources(seed=4)).grading_source == "seed"
+    split = seeds.resolve(seeds.SeedSources(assigned=3, assigned_cases=5))
+    assert split.grading == 5 and split.problem.seed == 3 and split.hidden
     course = seeds.resolve(seeds.SeedSources(course=8), fresh=1)
     assert course.grading == 1 and course.problem.seed == 8 and course.hidden
 

@@ -119,6 +119,34 @@ def test_batch_and_gradescope_give_one_student_one_seed(tmp_path):
     assert seeds.derive_seed(SECRET, "José.Müller@uni.edu", "hw1") == from_gradescope
 
 
+def test_check_cases_are_fresh_per_submission_and_the_problem_set_is_the_students(tmp_path):
+    """Red-team F4: with the check cases fixed per student, a table of the expected values
+    that feedback names, resubmitted, earned the points. The problem seed (the questions'
+    numbers) stays the student's; the cases' seed changes with Gradescope's submission id and
+    stays for a regrade of the same submission."""
+    from grader.classroom.gradescope import seed_for_submission
+
+    config = AutograderConfig(exercises=(), assignment="hw1", seed=None)
+
+    def seeds_of(submission_id):
+        root = tmp_path / f"run{submission_id}"
+        (root / "source").mkdir(parents=True)
+        (root / "source" / SECRET_NAME).write_text(SECRET)
+        user = {"email": "alice@uni.edu", "id": 9, "name": "Alice"}
+        meta = {"id": submission_id, "users": [user]}
+        (root / "submission_metadata.json").write_text(json.dumps(meta))
+        got = seed_for_submission(root, config)
+        assert not (root / "source" / SECRET_NAME).exists()  # read and deleted
+        shutil.rmtree(root)
+        return got
+
+    first, second, again = seeds_of(101), seeds_of(102), seeds_of(101)
+    problem = seeds.derive_seed(SECRET, "alice@uni.edu", "hw1")
+    assert first[0] == second[0] == problem  # the student's own problem set, as in batch
+    assert first[1] != second[1] and first[1] != problem  # fresh cases per submission
+    assert again == first  # a regrade draws the same cases
+
+
 # -- run_autograder against a simulated /autograder ----------------------------------------
 
 
@@ -289,6 +317,15 @@ def test_run_autograder_grades_questions_against_the_submitters_own_problem_set(
     proc, doc = _run(root)
     assert proc.returncode == 0, proc.stderr
     assert doc["score"] == 0.0 and {t["status"] for t in doc["tests"]} == {"failed"}
+    # Red-team F4: the feedback of a wrong answer must not give alice's answer away (she could
+    # copy it into her next submission).
+    from grader import engine, registry
+
+    text = json.dumps(doc) + proc.stdout
+    for spec in registry.select(names):
+        answer = engine.prepare(spec, alice).cases[0].expected["answer"]
+        assert f"expected {answer}" not in text, spec.name
+    assert "the expected value is not shown" in text
 
 
 @pytest.mark.slow

@@ -390,8 +390,8 @@ def test_34_nothing_a_child_writes_outlives_its_run():
 
 
 def test_34_a_deep_folder_chain_is_removed_and_the_result_stands():
-    """The runner: ``shutil.rmtree`` recurses per level, so nested folders raised
-    ``RecursionError`` in the parent at 1500 levels (a traceback, a grader failure instead of the student's
+    """The runner: ``shutil.rmtree`` recurses per level, so 1500 nested folders raised
+    ``RecursionError`` in the parent (a traceback, a grader failure instead of the student's
     result, folders left in /tmp). Removal falls back to ``rm -rf``."""
     from grader.sandbox.runner import RUNS_DIR
 
