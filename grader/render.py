@@ -452,7 +452,13 @@ def junit_xml(result: SubmissionResult) -> str:
 
 
 def check_report_path(path: str | os.PathLike[str], option: str) -> Path:
-    """Refuse, before grading, a report path that cannot be a file."""
+    """Refuse, before grading (or any slow work), a report path that cannot be written: a
+    folder, a path under a file, a folder or file without write permission. Missing folders
+    are fine (:func:`write_report` makes them).
+
+    Raises:
+        ConfigError: saying which, and what to do next.
+    """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(
@@ -463,6 +469,12 @@ def check_report_path(path: str | os.PathLike[str], option: str) -> Path:
             if not parent.is_dir():
                 raise ConfigError(
                     f"{option} {str(path)!r}: {str(parent)!r} is a file, not a folder"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK) or (
+                path.exists() and not os.access(path, os.W_OK)
+            ):
+                raise ConfigError(
+                    f"{option} {str(path)!r}: no permission to write there; choose another path"
                 )
             break
     return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -19,3 +20,12 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=300, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def autograder(tmp_path_factory):
+    """``(source folder, python of a fresh venv)``: the exported Gradescope autograder, set up
+    once per session (see ``tests/wheel_support.py``)."""
+    from wheel_support import exported_autograder
+
+    return exported_autograder(tmp_path_factory.mktemp("gradescope"))

@@ -7,8 +7,10 @@ unreadable input, 3 the grader itself failed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,13 +53,36 @@ def translate_errors(fn: F) -> F:
         except OSError as exc:
             # a path the user gave cannot be read or written (missing folder, no permission,
             # disk full): their environment, not a grader bug
-            where = f" {exc.filename!r}" if exc.filename else ""
-            raise CliError(
-                f"cannot use{where}: {exc.strerror or exc}. Check that the folder exists and "
-                "is writable, or choose another path (e.g. --out)."
-            ) from exc
+            raise CliError(describe_os_error(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+#: The temporary name of an atomic write (``tempfile.mkstemp(prefix=".NAME.", suffix=...)``
+#: / ``mkdtemp(prefix=".NAME.")``): the user knows NAME, not this.
+_ATOMIC_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}(?:\.tmp|\.png)?$")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``exc`` as a user's problem with a path they chose: the path they gave (not the
+    temporary name of an atomic write), a path component that is a file where a folder must
+    be, and what to do next."""
+    if not exc.filename:
+        return f"{exc.strerror or exc}. Check the paths you gave, or choose another (e.g. --out)."
+    path = Path(os.fsdecode(exc.filename))
+    temp = _ATOMIC_TEMP.match(path.name)
+    if temp:
+        path = path.with_name(temp["name"])
+    where = [path, *path.parents] if exc.errno in (errno.EEXIST, errno.ENOTDIR) else path.parents
+    for parent in where:  # e.g. --out report.txt/grid.png
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f"{str(parent)!r} is a file, not a folder; choose another path (e.g. --out)"
+            break
+    return (
+        f"cannot use {str(path)!r}: {exc.strerror or exc}. Check that the folder exists and "
+        "is writable, or choose another path (e.g. --out)."
+    )
 
 
 # ----------------------------------------------------------------------------- courses

@@ -77,10 +77,10 @@ def saliency(
 
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out must name a .png file, got {str(out)!r}")
-    if not out.parent.exists():
-        raise ConfigError(
-            f"folder {str(out.parent)!r} does not exist; create it or choose another --out"
-        )
+    from grader.render import check_report_path
+
+    check_report_path(out, "--out")  # before the model runs
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         model = transfer.load_pretrained(checkpoint)
     except FileNotFoundError as exc:

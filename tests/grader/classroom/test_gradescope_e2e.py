@@ -6,85 +6,27 @@ that wheel into a fresh virtual environment (nothing of the checkout on its path
 notebook next to a ``utils.py``. Correct work gets full marks, and the output says what was
 graded.
 
-Slow (a torch install, about a minute on two idle cores): one environment is built per run and
-shared by every case. pip installs from wherever this machine's pip configuration points
-(``pip install torch==2.13.0`` must work offline here).
+Slow (a torch install, about a minute on two idle cores): one environment is built per test
+session (the ``autograder`` fixture in ``tests/conftest.py``) and shared by every case and by
+``tests/test_wheel_install.py``. pip installs from wherever this machine's pip configuration
+points (``pip install torch==2.13.0`` must work offline here).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+from wheel_support import EXERCISES, clean_env
 
 ROOT = Path(__file__).resolve().parents[3]
 SOLUTIONS = ROOT / "solutions"
 NOTEBOOKS = SOLUTIONS / "notebooks"
-EXERCISES = ("maxpool2d_forward", "maxpool2d_backward")
-SEED = 2026
 
-pytestmark = pytest.mark.slow
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The environment Gradescope's container would give: nothing of this checkout or of the
-    test's own virtual environment."""
-    drop = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "CNNLAB_COURSE_SECRET")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
-    return {**env, **extra}
-
-
-@pytest.fixture(scope="module")
-def autograder(tmp_path_factory):
-    """``(source folder, python of the fresh venv)``: the zip exported and set up once."""
-    from click.testing import CliRunner
-
-    from grader.cli import main
-
-    base = tmp_path_factory.mktemp("gradescope")
-    archive = base / "autograder.zip"  # the export builds the wheel of this checkout itself
-    args = ["export", "gradescope", "--seed", str(SEED), "--out", str(archive)]
-    for name in EXERCISES:
-        args += ["-e", name]
-    exported = CliRunner().invoke(main, args, env={})
-    assert exported.exit_code == 0, exported.output
-    source = base / "source"
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(source)
-    venv = base / "venv"
-    made = subprocess.run(
-        [sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=600
-    )
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    setup = subprocess.run(
-        ["bash", str(source / "setup.sh")],
-        cwd=base,
-        env=_clean_env(CNNLAB_PYTHON=str(python), PIP_NO_COMPILE="1"),
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert setup.returncode == 0, (setup.stdout + setup.stderr)[-4000:]
-    where = subprocess.run(
-        [str(python), "-c", "import grader, torch; print(grader.__file__, torch.__version__)"],
-        cwd=base,
-        env=_clean_env(),
-        capture_output=True,
-        text=True,
-    )
-    installed, torch_version = where.stdout.split()
-    assert installed.startswith(str(venv)), installed  # the wheel, not this checkout
-    assert torch_version.startswith("2.13.0")
-    return source, python
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fresh-venv")]
 
 
 def _one_py(sub: Path) -> str:
@@ -141,7 +83,7 @@ def test_run_autograder_gives_full_marks_for_correct_work(autograder, tmp_path, 
     proc = subprocess.run(
         ["bash", str(root / "source" / "run_autograder")],
         cwd=tmp_path,
-        env=_clean_env(AUTOGRADER_ROOT=str(root), CNNLAB_PYTHON=str(python)),
+        env=clean_env(AUTOGRADER_ROOT=str(root), CNNLAB_PYTHON=str(python)),
         capture_output=True,
         text=True,
         timeout=600,
