@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -435,6 +436,10 @@ def _cases_seed(root: Path, problem: int) -> int:
     return seeds.derive_seed(str(problem).encode(), f"submission {submission}", "check cases")
 
 
+#: results.json's format fields (Gradescope's specification): plain text, never HTML/Markdown.
+TEXT_FORMATS = ("output_format", "test_output_format", "test_name_format")
+
+
 def _failure_results(message: str) -> dict:
     """results.json for a grader failure: an explanation and deliberately no score."""
     return {
@@ -447,11 +452,23 @@ def _failure_results(message: str) -> dict:
     }
 
 
-def _unreadable_results(message: str) -> dict:
-    """results.json for a submission that cannot be read: the student's to fix, scored 0."""
+#: The command-line advice of a loader message ("...: pass the folder holding your .py files",
+#: "... or pass the .py file instead"), which means nothing on Gradescope.
+_CLI_ADVICE = re.compile(r"(?:[:;,]| or) pass .*$", re.DOTALL)
+
+
+def _unreadable_results(message: str, root: Path | None = None) -> dict:
+    """results.json for a submission that cannot be read: the student's to fix, scored 0.
+    The container's paths and the command-line advice are replaced by what to upload."""
+    if root is not None:
+        message = message.replace(str(root / "submission"), "your upload")
+    message = _CLI_ADVICE.sub("", message).rstrip(" .;:")
     return {
         "score": 0.0,
-        "output": f"Your submission could not be graded: {message}",
+        "output": (
+            f"Your submission could not be graded: {message}. Upload your .py files or Jupyter "
+            "notebooks (.ipynb), or a .zip of them, and submit again."
+        ),
         "tests": [],
     }
 
@@ -460,6 +477,8 @@ def _write_json(path: Path, doc: dict) -> None:
     """Write results.json atomically: every string cleaned of control characters and the
     whole within :data:`RESULTS_MAX_BYTES` (:func:`grader.sanitize.fit_json`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for key in TEXT_FORMATS:  # every results.json: nothing a student wrote renders as HTML
+        doc.setdefault(key, "text")
     doc = fit_json(doc, RESULTS_MAX_BYTES)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -572,7 +591,7 @@ def run_autograder(root: str | Path) -> int:
                 _write_json(results, doc)
                 return 0
             if code == 2:
-                _write_json(results, _unreadable_results(_last_line(stderr)))
+                _write_json(results, _unreadable_results(_last_line(stderr), root))
                 return 2
             message = _last_line(stderr) or f"cnnlab grade exited with status {code}"
             if code == 3 and (work / "result.json").is_file():

@@ -261,6 +261,10 @@ def test_run_autograder_unreadable_and_grader_failure(tmp_path, fake_wheel):
     proc, doc = _run(root)
     assert proc.returncode == 2
     assert doc["score"] == 0.0 and "could not be graded" in doc["output"]
+    # usability F6: the failure paths are text too, say what to upload, show no container path
+    assert doc["output_format"] == doc["test_output_format"] == "text"
+    assert "Upload your .py files" in doc["output"] and str(root) not in doc["output"]
+    assert " pass " not in doc["output"]  # no command-line advice
 
     secret_file = tmp_path / "secret.txt"
     secret_file.write_text(SECRET)
@@ -271,6 +275,7 @@ def test_run_autograder_unreadable_and_grader_failure(tmp_path, fake_wheel):
     assert "score" not in doc  # a grader failure is never a score
     assert doc["extra_data"]["cnnlab_grader_error"] is True
     assert "autograder itself failed" in doc["output"]
+    assert doc["output_format"] == "text"
 
 
 def _student_questions(tmp_path: Path, name: str, seed: int) -> Path:
