@@ -560,7 +560,12 @@ class _Parser:
         )
         if not ok:
             limit = f" (at most {upper:g})" if upper is not None else ""
-            self.issue(path, f"{'.'.join(path)} must be a positive number{limit}: {what}")
+            given = f"{value!r}" + (
+                " (a string: drop the quotes)" if isinstance(value, str) else ""
+            )
+            self.issue(
+                path, f"{'.'.join(path)} ({what}) must be a positive number{limit}, got {given}"
+            )
             return None
         return float(value)
 

@@ -177,11 +177,13 @@ def test_the_view_of_an_assignment_is_what_the_registry_returns(tmp_path):
             seed = -1
             time_limit_s = 0
             per_student = "yes"
+            points = { conv_output_size = "20" }
             """,
             [
                 (3, "assignments.hw1.seed must be a whole number between 0 and"),
-                (4, "assignments.hw1.time_limit_s must be a positive number"),
+                (4, "assignments.hw1.time_limit_s (seconds) must be a positive number (at most"),
                 (5, "assignments.hw1.per_student must be true or false"),
+                (6, "must be a positive number, got '20' (a string: drop the quotes)"),
             ],
         ),
         (
