@@ -313,11 +313,10 @@ def source_folder(distribution: str) -> Path | None:
 
 def _build_wheel(folder: Path, dest: Path, distribution: str) -> Path:
     import shutil
-    import subprocess
-    import sys
     import tempfile
 
     from grader.errors import ConfigError
+    from grader.wheels import pip_wheel
 
     with tempfile.TemporaryDirectory(prefix="cnnlab-plugin-") as tmp:
         copy = Path(tmp) / "src"
@@ -326,30 +325,8 @@ def _build_wheel(folder: Path, dest: Path, distribution: str) -> Path:
         )
         shutil.copytree(folder, copy, ignore=ignore)
         out = Path(tmp) / "wheels"
-        # Offline first, with this environment's build backend; if it cannot build (an old
-        # setuptools without bdist_wheel, say), let pip fetch the backend the plugin asks for.
-        for isolation in (["--no-build-isolation"], []):
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--no-deps",
-                    *isolation,
-                    "-q",
-                    "-w",
-                    str(out),
-                    str(copy),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode == 0:
-                break
-        wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
-        if proc.returncode != 0 or not wheels:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        wheels, tail = pip_wheel(copy, out)
+        if not wheels:
             raise ConfigError(
                 f"could not build a wheel of the plugin {distribution} from {folder}:\n{tail}\n"
                 f"build one yourself (`pip wheel --no-deps {folder} -w dist/`) and pass "

@@ -60,6 +60,7 @@ from grader import __version__, seeds
 from grader.errors import ConfigError, GraderFailure
 from grader.registry import VIEW_ENV
 from grader.sanitize import fit_json
+from grader.wheels import pip_wheel
 
 ROOT_ENV = "AUTOGRADER_ROOT"
 #: How the grading process gets its seed (read and removed by ``cnnlab grade``).
@@ -241,31 +242,9 @@ def build_wheel(root: Path, dest: Path) -> Path:
             target = copy / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, target)
-        # Offline first (the build backend of this environment); if that cannot build (an
-        # old setuptools without bdist_wheel, say), let pip fetch the backend that
-        # pyproject.toml asks for, as `pip install .` does.
-        for isolation in (["--no-build-isolation"], []):
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--no-deps",
-                    *isolation,
-                    "--quiet",
-                    "--wheel-dir",
-                    str(dest),
-                    str(copy),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode == 0:
-                break
-    wheels = sorted(dest.glob("cnnlab-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        built, tail = pip_wheel(copy, dest)
+    wheels = [w for w in built if w.name.startswith("cnnlab-")]
+    if not wheels:
         raise ConfigError(
             f"could not build a wheel of cnnlab from {root}:\n{tail}\n"
             "build one yourself (`pip wheel --no-deps . -w dist/`) and pass --wheel FILE"
