@@ -80,7 +80,10 @@ def saliency(
     from grader.render import check_report_path
 
     check_report_path(out, "--out")  # before the model runs
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.parent.is_dir():
+        raise ConfigError(
+            f"folder {str(out.parent)!r} does not exist; create it or choose another --out"
+        )
     try:
         model = transfer.load_pretrained(checkpoint)
     except FileNotFoundError as exc:

@@ -262,7 +262,7 @@ def test_the_autograder_grades_with_the_assignments_points_and_time_limits(
     root = tmp_path / "autograder"
     (root / "submission").mkdir(parents=True)
     shutil.copy(course_dir / "problemsets" / "hw1" / "solutions" / "shapes.py", root / "submission")
-    code, stderr = gradescope._grade_once(root, config, 101, tmp_path)
+    code, stderr = gradescope._grade_once(root, config, 101, 101, tmp_path)
     assert code == 0, stderr
     (result,) = json.loads((tmp_path / "result.json").read_text())["exercises"]
     assert result["max_score"] == result["score"] == 5.0  # the course's points, not the spec's 2
