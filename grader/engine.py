@@ -40,7 +40,7 @@ import time
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -562,6 +562,38 @@ def run_exercise(runner: Any, submission: Submission, prepared: PreparedExercise
     )
 
 
+def exercise_functions(prepared: Iterable[Any] = ()) -> tuple[str, ...]:
+    """The function of every registered exercise (and of ``prepared``): "did you mean" never
+    suggests renaming a student's function to one of these (it is another exercise)."""
+    names = [getattr(p, "function", None) for p in prepared]
+    try:
+        from grader import registry
+
+        names += [s.function for s in registry.all_registered()]
+    except Exception:  # noqa: BLE001 - a bundle without the reference: the prepared ones
+        pass
+    return tuple(sorted({n for n in names if isinstance(n, str)}))
+
+
+def not_submitted(submission: Submission, prepared: PreparedExercise) -> Result:
+    """The result of an exercise nothing in ``submission`` is meant for
+    (:meth:`grader.submission.Submission.relates_to`): 0 of its points, status
+    ``not_submitted``, without running anything."""
+    files = sorted(PurePosixPath(f).name for f in submission.files.values())
+    shown = ", ".join(files[:6]) + (", ..." if len(files) > 6 else "")
+    return Result(
+        name=prepared.name,
+        score=0.0,
+        max_score=float(prepared.points),
+        status=Status.NOT_SUBMITTED,
+        feedback=(
+            f"not submitted: none of your files ({shown}) defines {prepared.function} or is "
+            f"named after its topic ({prepared.topic}); define {prepared.function} with "
+            "exactly this name to have it graded"
+        ),
+    )
+
+
 def grade_prepared(
     submission: Submission,
     prepared: Sequence[PreparedExercise | Result],
@@ -570,6 +602,7 @@ def grade_prepared(
     sandbox: Sandbox | None = None,
     student: str | None = None,
     in_process: bool = False,
+    label_not_submitted: bool = False,
 ) -> SubmissionResult:
     """Grade ``submission`` on already prepared exercises (no reference needed).
 
@@ -583,7 +616,23 @@ def grade_prepared(
         student: the student id, when known.
         in_process: UNSAFE, for the benchmark only: import the student's code into this
             process instead of a sandboxed child (:class:`InProcessRunner`).
+        label_not_submitted: a class submission (batch, Gradescope): an exercise nothing in
+            the submission is meant for is not run but scored 0 of its points as
+            ``not_submitted`` (:func:`not_submitted`), so the total stays out of the whole
+            problem set while the feedback says what is missing.
     """
+    import dataclasses
+
+    if dataclasses.is_dataclass(submission):
+        functions = exercise_functions(prepared)
+        submission = dataclasses.replace(submission, exercise_functions=functions)
+    if label_not_submitted:
+        prepared = [
+            not_submitted(submission, p)
+            if isinstance(p, PreparedExercise) and not submission.relates_to(p.function, p.topic)
+            else p
+            for p in prepared
+        ]
     own = sandbox is None
     if own:
         if in_process:
@@ -633,30 +682,30 @@ def _select_saved(
     return [p for p in prepared if p.name in wanted]
 
 
-def _defined_in(submission: Submission, exercises: list[Any]) -> list[Any]:
-    """For one file or notebook, the exercises whose function (or class) it defines at top
-    level: ``cnnlab grade exercises/pooling.py`` grades pooling's exercises, not a row per
-    exercise of every other topic. A folder, a file that does not parse, or one that defines
-    none of them: every exercise (the feedback then says which function is missing)."""
-    import ast
+def _related(submission: Submission, exercises: list[Any]) -> tuple[list[Any], list[Any]]:
+    """``(related, unrelated)``: the exercises something in the submission is meant for
+    (:meth:`grader.submission.Submission.relates_to`: it defines the function, even as a stub
+    or in a file or cell that does not compile, it is named after the topic, or it has a
+    renamed function), and the others. ``cnnlab grade exercises/pooling.py``, or a folder
+    holding only it, grades pooling's exercises, not a row per exercise of every other
+    topic. When nothing relates, every exercise is related (the feedback then says which
+    function is missing, naming the files)."""
+    related = [e for e in exercises if submission.relates_to(e.function, e.topic)]
+    if not related:
+        return exercises, []
+    names = {e.name for e in related}
+    return related, [e for e in exercises if e.name not in names]
 
-    if submission.kind == "folder":
-        return exercises
-    defined: set[str] = set()
-    for name, source in submission.modules.items():
-        for chunk in submission.cells.get(name, (source,)):
-            try:
-                tree = ast.parse(chunk)
-            except (SyntaxError, ValueError):
-                continue  # a cell that does not parse defines nothing
-            for node in tree.body:
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    defined.add(node.name)
-                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    defined.update(t.id for t in targets if isinstance(t, ast.Name))
-    chosen = [e for e in exercises if e.function in defined]
-    return chosen or exercises
+
+def _not_submitted_note(unrelated: list[Any], path: str | Path) -> str:
+    shown = ", ".join(e.name for e in unrelated[:4]) + (
+        f" and {len(unrelated) - 4} more" if len(unrelated) > 4 else ""
+    )
+    return (
+        f"not submitted: {len(unrelated)} exercise(s) nothing in your submission is meant for "
+        f"were left out ({shown}); write them, or grade one anyway with "
+        f"`cnnlab grade {path} -e {unrelated[0].name}`"
+    )
 
 
 def grade(
@@ -670,6 +719,7 @@ def grade(
     in_process: bool = False,
     problem_seed: int | None = None,
     sources: seeds_mod.SeedSources | None = None,
+    complete: bool = False,
 ) -> SubmissionResult:
     """Grade the submission at ``path`` (a folder of modules, a ``.py`` or an ``.ipynb``).
 
@@ -693,6 +743,10 @@ def grade(
         in_process: UNSAFE, for the benchmark only (see :func:`grade_prepared`).
         problem_seed: an explicit seed of the student's problem set (``--problem-seed``).
         sources: every other source of seeds (student, assigned, course, recorded).
+        complete: a class submission (the autograder, ``--student``): every exercise gets a
+            row and counts in the total, one nothing in the submission is meant for as
+            ``not_submitted`` with 0 points. Otherwise (a student checking their work) those
+            exercises are left out with one note saying so, unless named with ``exercises``.
 
     Raises:
         SubmissionError: the path is missing or not a submission.
@@ -705,6 +759,8 @@ def grade(
     from grader.submission import load_submission
 
     submission = load_submission(path)
+    submission = replace(submission, exercise_functions=exercise_functions())
+    unrelated: list[Any] = []
     sources = sources or seeds_mod.SeedSources()
     if seed is not None:
         sources = replace(sources, seed=check_seed(seed))
@@ -721,8 +777,8 @@ def grade(
                 f"drop --seed or pass --seed {saved_seed}"
             )
         seed = saved_seed
-        if not exercises:
-            saved = _defined_in(submission, saved)
+        if not exercises and not complete:
+            saved, unrelated = _related(submission, saved)
         prepared: list[PreparedExercise | Result] = list(
             _select_saved(saved, exercises, load_not_checked(cases_dir))
         )
@@ -731,8 +787,8 @@ def grade(
         from grader import registry
 
         specs = registry.select(exercises)
-        if not exercises:
-            specs = _defined_in(submission, specs)
+        if not exercises and not complete:
+            specs, unrelated = _related(submission, specs)
         chosen = seeds_mod.resolve(sources.with_header(submission.modules))
         seed, problem = chosen.grading, chosen.problem
         notes = [problem.note] if problem.note else []
@@ -760,11 +816,20 @@ def grade(
                 for p in prepared
             ]
     result = grade_prepared(
-        submission, prepared, seed=seed, sandbox=sandbox, student=student, in_process=in_process
+        submission,
+        prepared,
+        seed=seed,
+        sandbox=sandbox,
+        student=student,
+        in_process=in_process,
+        label_not_submitted=complete,
     )
     # What was graded (the files found, any not read, notebook cells not run): shown with
     # the notes in the terminal, the JSON report and Gradescope's output.
     extra["notes"] = [*extra.get("notes", []), *submission.brief()]
+    if unrelated:
+        extra["notes"].append(_not_submitted_note(unrelated, path))
+        extra["not_submitted"] = [e.name for e in unrelated]
     return SubmissionResult(
         seed=result.seed,
         exercises=result.exercises,

@@ -66,6 +66,7 @@ STATUS_STYLE = {
     Status.PASSED: ("passed", "bold green"),
     Status.FAILED: ("failed", "bold red"),
     Status.NOT_IMPLEMENTED: ("not implemented", "yellow"),
+    Status.NOT_SUBMITTED: ("not submitted", "yellow"),
     Status.ERROR: ("error", "bold red"),
     Status.TIMEOUT: ("timeout", "bold red"),
     Status.MEMORY: ("memory", "bold red"),
@@ -406,14 +407,16 @@ def gradescope_json(result: SubmissionResult, **kwargs: Any) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+#: Statuses JUnit reports as a ``<failure>`` (an answer that is wrong, unfilled or missing);
+#: every other one that did not pass is an ``<error>``.
+UNANSWERED_OR_WRONG = (Status.FAILED, Status.NOT_IMPLEMENTED, Status.NOT_SUBMITTED)
+
+
 def junit_xml(result: SubmissionResult) -> str:
     """JUnit XML: one ``<testcase>`` per exercise; ``<failure>`` for wrong or unfilled
     answers, ``<error>`` when the code did not run to the end or the grader failed."""
-    failures = sum(r.status in (Status.FAILED, Status.NOT_IMPLEMENTED) for r in result.exercises)
-    errors = sum(
-        not r.passed and r.status not in (Status.FAILED, Status.NOT_IMPLEMENTED)
-        for r in result.exercises
-    )
+    failures = sum(r.status in UNANSWERED_OR_WRONG for r in result.exercises)
+    errors = sum(not r.passed and r.status not in UNANSWERED_OR_WRONG for r in result.exercises)
     suite = ET.Element(
         "testsuite",
         {
@@ -437,7 +440,7 @@ def junit_xml(result: SubmissionResult) -> str:
             {"classname": "cnnlab", "name": r.name, "time": f"{r.wall_s:.3f}"},
         )
         if not r.passed:
-            tag = "failure" if r.status in (Status.FAILED, Status.NOT_IMPLEMENTED) else "error"
+            tag = "failure" if r.status in UNANSWERED_OR_WRONG else "error"
             feedback = clean_text(r.feedback)
             element = ET.SubElement(case, tag, {"type": r.status.value, "message": feedback})
             element.text = (

@@ -895,6 +895,33 @@ def notebook_code_cells(raw: bytes, label: str) -> list[tuple[int, str]]:
     Raises:
         NotebookError: not JSON, or not a notebook (nbformat 3 is converted with nbformat).
     """
+    return [(c.number, c.source) for c in notebook_cells(raw, label)]
+
+
+@dataclass(frozen=True)
+class NotebookCell:
+    """One code cell of a notebook that grading may run (see :func:`notebook_cells`).
+
+    Attributes:
+        number: its position among the notebook's code cells (1-based).
+        source: its code, neutralised (:func:`neutralise_magics`).
+        grade_id: nbgrader's ``grade_id`` of the cell (``"maxpool2d_backward"`` for the
+            solution cell of that exercise), or ``None``.
+        execution_count: the ``In [n]`` Jupyter shows next to it, or ``None`` (never run).
+    """
+
+    number: int
+    source: str
+    grade_id: str | None = None
+    execution_count: int | None = None
+
+
+def notebook_cells(raw: bytes, label: str) -> list[NotebookCell]:
+    """:func:`notebook_code_cells` with each cell's nbgrader ``grade_id`` and execution count.
+
+    Raises:
+        NotebookError: not JSON, or not a notebook (nbformat 3 is converted with nbformat).
+    """
     doc = _notebook_json(raw, label)
     version = doc.get("nbformat", 4)
     if version < 4:
@@ -932,8 +959,49 @@ def notebook_code_cells(raw: bytes, label: str) -> list[tuple[int, str]]:
             )
         if is_test_cell(cell):
             continue
-        out.append((number, neutralise_magics(_cell_source(cell))))
+        meta = cell.get("metadata")
+        nb = meta.get("nbgrader") if isinstance(meta, dict) else None
+        grade_id = nb.get("grade_id") if isinstance(nb, dict) else None
+        count = cell.get("execution_count")
+        out.append(
+            NotebookCell(
+                number,
+                neutralise_magics(_cell_source(cell)),
+                grade_id if isinstance(grade_id, str) else None,
+                count if isinstance(count, int) and not isinstance(count, bool) else None,
+            )
+        )
     return out
+
+
+def cell_label(cell: NotebookCell) -> str:
+    """How a message names a notebook cell so that a student finds it in Jupyter: by the
+    function it defines or its first line, with the ``In [n]`` Jupyter shows when it ran,
+    e.g. ``the cell defining maxpool2d_backward (code cell 5, In [7])``."""
+    defs = _DEF_LINE.findall(cell.source)
+    if defs:
+        what = f"the cell defining {defs[0]}"
+    else:
+        first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+        if len(first) > 40:
+            first = first[:39] + "…"
+        what = f"the cell starting `{first}`" if first else "an empty cell"
+    where = f"code cell {cell.number}"
+    if cell.execution_count is not None:
+        where += f", In [{cell.execution_count}]"
+    return f"{what} ({where})"
+
+
+def syntax_error(source: str, label: str) -> str | None:
+    """Why Python cannot compile ``source`` (``"SyntaxError in layers.py, line 125: '(' was
+    never closed"``), or ``None`` when it can. Compiling runs nothing."""
+    try:
+        compile(source, label, "exec", dont_inherit=True)
+    except SyntaxError as exc:  # IndentationError and TabError too
+        return f"{type(exc).__name__} in {label}, line {exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return f"{label} cannot be compiled ({type(exc).__name__})"
+    return None
 
 
 # --------------------------------------------------------------------------- the submission
@@ -984,6 +1052,15 @@ class Submission:
         problems: ``(file, reason)`` for each file that could not be read at all (a damaged
             notebook); the rest is graded.
         notes: what was passed over and why (a zip inside a zip, a folder too deep).
+        cell_labels: notebooks only: how messages name each cell that runs, so that a student
+            finds it in Jupyter (:func:`cell_label`).
+        syntax_errors: module name -> the syntax error(s) that stop Python compiling it (for a
+            notebook, its cells that do not compile), with file, cell and line.
+        unparsed: module name -> the text Python cannot compile (a ``.py`` file, or a
+            notebook's failing cells with their nbgrader ``grade_id``): which exercises it was
+            meant to answer is read from it (:meth:`relates_to`).
+        exercise_functions: the functions every exercise of the problem set asks for (set by
+            the engine): "did you mean" never suggests renaming a function to one of them.
         data: other small files of the submission (path inside it -> bytes), which the
             student's code may read next to its ``__file__`` (:data:`DATA_MAX_FILE_BYTES`): the
             sandbox's runner writes them into the run's own copy (not sent in :meth:`to_json`).
@@ -1002,6 +1079,10 @@ class Submission:
     problems: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = ()
     data: dict[str, bytes] = field(default_factory=dict, repr=False)
+    cell_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    syntax_errors: dict[str, str] = field(default_factory=dict)
+    unparsed: dict[str, str] = field(default_factory=dict, repr=False)
+    exercise_functions: tuple[str, ...] = ()
 
     def display_name(self, module: str) -> str:
         """What a message calls ``module``: its file name (``pooling.py``, ``hw.ipynb``)."""
@@ -1032,6 +1113,56 @@ class Submission:
             key=lambda m: (rank[self.symbols[m][name]], topical(m), self.depth.get(m, 0), m),
         )
 
+    def topical(self, module: str, topic: str | None) -> bool:
+        """Whether ``module`` is the topic's (``pooling``) or its file name mentions it
+        (``pooling (1).ipynb``, ``notebooks/pooling.ipynb``, ``jdoe_pooling.py``)."""
+        if not topic:
+            return False
+        if module == topic:
+            return True
+        stem = PurePosixPath(self.files.get(module, module)).stem.lower()
+        return topic.lower() in re.split(r"[^0-9a-z]+", stem)
+
+    def close_names(self, function: str) -> list[str]:
+        """Filled-in names the submission defines that look like ``function`` (a typo, a
+        rename), never another exercise's function (:attr:`exercise_functions`) nor its
+        forward/backward twin. The same rule as the sandboxed child's "did you mean"."""
+        import difflib
+
+        twins = {
+            function.replace(a, b)
+            for a, b in (("forward", "backward"), ("backward", "forward"))
+            if a in function
+        }
+        taken = set(self.exercise_functions) | twins | {function}
+        names = sorted(
+            {
+                n
+                for kinds in self.symbols.values()
+                for n, k in kinds.items()
+                if k in ("def", "class", "value") and not n.startswith("_") and n not in taken
+            }
+        )
+        lowered = {n.lower(): n for n in names}
+        same_case = [lowered[function.lower()]] if function.lower() in lowered else []
+        close = difflib.get_close_matches(function, names, n=3, cutoff=0.6)
+        return list(dict.fromkeys(same_case + close))
+
+    def relates_to(self, function: str, topic: str | None = None) -> bool:
+        """Whether anything in the submission is meant for the exercise of ``function``: a file
+        binds the name (even as an unfilled stub), a file or notebook cell that Python cannot
+        compile names it (or its nbgrader ``grade_id`` does), a file is named after the
+        exercise's ``topic``, or a filled-in function has a close name (a rename). An exercise
+        nothing relates to was not submitted."""
+        if any(function in kinds for kinds in self.symbols.values()):
+            return True
+        word = re.compile(rf"(?<![\w.]){re.escape(function)}(?!\w)")
+        if any(word.search(text) for text in self.unparsed.values()):
+            return True
+        if any(self.topical(m, topic) for m in self.modules):
+            return True
+        return bool(self.close_names(function))
+
     def file_lines(self) -> list[str]:
         """One line per file graded: what it defines, and what about it needs attention.
 
@@ -1058,11 +1189,17 @@ class Submission:
                     ", ..." if len(skipped) > 10 else ""
                 )
                 lines.append(
-                    f"note: {file}: {len(skipped)} of {total} code cells not run (cells "
-                    f"{numbers}: they define nothing your functions use)"
+                    f"note: {file}: {len(skipped)} of {total} code cells not run (code cells "
+                    f"{numbers}, counted from the top: they define nothing your functions use)"
                 )
             if module in self.broken:
                 lines.append(f"cannot run {file}: {self.broken[module]}")
+            elif module in self.syntax_errors:
+                what = "that cell defines" if module in self.cells else "it defines"
+                lines.append(
+                    f"cannot run {file}: {self.syntax_errors[module]} (the functions {what} "
+                    "are not graded until Python can read it)"
+                )
         duplicated: dict[str, list[str]] = {}  # filled-in functions only: a class shared by
         for module in self.modules:  # two files (a cache NamedTuple) is no cause for concern
             for name, kind in self.symbols.get(module, {}).items():
@@ -1113,6 +1250,8 @@ class Submission:
                 "depth": self.depth,
                 "broken": self.broken,
                 "problems": [list(p) for p in self.problems],
+                "cell_labels": {k: list(v) for k, v in self.cell_labels.items()},
+                "exercise_functions": list(self.exercise_functions),
             }
         )
 
@@ -1127,16 +1266,28 @@ class _Parsed:
     broken: str | None = None
     symbols: dict[str, SymbolKind] = field(default_factory=dict)
     stars: list[str] = field(default_factory=list)
+    labels: tuple[str, ...] = ()
+    syntax: str | None = None
+    unparsed: str = ""
 
 
 def _parse(src: SourceFile) -> _Parsed:
     raw = src.read()
+    name = PurePosixPath(src.relpath).name
     if src.suffix == ".ipynb":
-        numbered = notebook_code_cells(raw, src.relpath)
-        keep = select_cells([c for _, c in numbered])
-        cells = tuple(numbered[i][1] for i in keep)
-        numbers = tuple(numbered[i][0] for i in keep)
-        skipped = tuple(n for i, (n, _) in enumerate(numbered) if i not in set(keep))
+        found = notebook_cells(raw, src.relpath)
+        keep = select_cells([c.source for c in found])
+        cells = tuple(found[i].source for i in keep)
+        numbers = tuple(found[i].number for i in keep)
+        labels = tuple(cell_label(found[i]) for i in keep)
+        skipped = tuple(c.number for i, c in enumerate(found) if i not in set(keep))
+        errors: list[str] = []
+        unparsed: list[str] = []
+        for j, i in enumerate(keep):
+            why = syntax_error(found[i].source, f"{name}, {labels[j]}")
+            if why:
+                errors.append(why)
+                unparsed += [found[i].grade_id or "", found[i].source]
         size = sum(len(c.encode("utf-8", "replace")) for c in cells)
         if size > MAX_FILE_BYTES:
             raise SubmissionError(
@@ -1151,10 +1302,16 @@ def _parse(src: SourceFile) -> _Parsed:
             symbols.update(found)
             stars += star
         text = "\n\n".join(f"# In[{n}]:\n{c}" for n, c in zip(numbers, cells, strict=True))
-        return _Parsed(src, text, cells, numbers, skipped, None, symbols, stars)
+        syntax = "; ".join(errors[:2]) + (f" and {len(errors) - 2} more" if len(errors) > 2 else "")
+        return _Parsed(
+            src, text, cells, numbers, skipped, None, symbols, stars, labels,
+            syntax or None, "\n".join(unparsed),
+        )  # fmt: skip
     text, broken = decode_python(raw, src.relpath)
     symbols, stars = scan_symbols(text)
-    return _Parsed(src, text, None, (), (), broken, symbols, stars)
+    syntax = None if broken else syntax_error(text, name)
+    unparsed = text if (broken or syntax) else ""
+    return _Parsed(src, text, None, (), (), broken, symbols, stars, (), syntax, unparsed)
 
 
 def load_sources(
@@ -1220,6 +1377,9 @@ def load_sources(
     depth: dict[str, int] = {}
     broken: dict[str, str] = {}
     stars: dict[str, list[str]] = {}
+    labels: dict[str, tuple[str, ...]] = {}
+    syntax: dict[str, str] = {}
+    unparsed: dict[str, str] = {}
     for item in parsed:
         stem = PurePosixPath(item.source.relpath).stem
         plain = (
@@ -1242,6 +1402,12 @@ def load_sources(
                 skipped[name] = item.skipped
         if item.broken:
             broken[name] = item.broken
+        if item.labels:
+            labels[name] = item.labels
+        if item.syntax:
+            syntax[name] = item.syntax
+        if item.unparsed:
+            unparsed[name] = item.unparsed
     for _ in range(3):  # names of `from helpers import *` (a chain of three at most)
         for name, modules_starred in stars.items():
             for star in modules_starred:
@@ -1268,6 +1434,9 @@ def load_sources(
         broken=broken,
         problems=tuple(problems),
         notes=tuple(notes),
+        cell_labels=labels,
+        syntax_errors=syntax,
+        unparsed=unparsed,
     )
 
 

@@ -247,6 +247,7 @@ def grade_entry(entry: Entry, *, seed: int, exercises: tuple[str, ...] | None) -
         seed=seed,
         sandbox=_sandbox(),
         student=entry.student,
+        label_not_submitted=True,
     )
     return SubmissionResult(
         seed=result.seed,

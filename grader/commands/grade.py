@@ -183,6 +183,9 @@ def grade_command(
         student=student,
         problem_seed=problem_seed,
         sources=sources,
+        # a class submission (the autograder, a TA grading one student): every exercise
+        # counts, a missing one as not_submitted; a student's own check leaves those out
+        complete=student is not None or assigned_seed is not None or bool(gradescope_path),
     )
     texts = {
         "--json": lambda: render.json_report(result),

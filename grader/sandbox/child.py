@@ -148,6 +148,12 @@ class StudentCode:
         self.depth: dict[str, int] = data.get("depth", {})
         self.broken: dict[str, str] = data.get("broken", {})
         self.problems: list[tuple[str, str]] = [tuple(p) for p in data.get("problems", [])]
+        #: notebooks: how messages name each cell ("the cell defining f (code cell 3, In [4])")
+        self.cell_labels: dict[str, list[str]] = data.get("cell_labels", {})
+        #: every exercise's function: never suggested as the name to rename a function to
+        self.exercise_functions: frozenset[str] = frozenset(data.get("exercise_functions", ()))
+        #: notebooks: module -> (cell source, why it failed, a syntax error?) of failed cells
+        self.cell_failures: dict[str, list[tuple[str, str, bool]]] = {}
         self.loaded: dict[str, types.ModuleType] = {}
         self.errors: dict[str, str] = {}  # module -> why it could not be imported
         self.cell_errors: dict[str, list[str]] = {}
@@ -164,6 +170,15 @@ class StudentCode:
 
     def display_module(self, name: str) -> str:
         return os.path.basename(self.files.get(name, f"{name}.py"))
+
+    def relative_file(self, name: str) -> str:
+        """Module ``name``'s path inside the submission (``notebooks/pooling.ipynb``), as the
+        student knows it, even when the runner gave it the run's own copy."""
+        path = self.files.get(name) or f"{name}.py"
+        if os.path.isabs(path):
+            rel = os.path.relpath(path, os.path.join(os.getcwd(), SUBMISSION_DIR))
+            return os.path.basename(path) if rel.startswith("..") else rel
+        return path
 
     def filename(self, name: str) -> str:
         """Where module ``name`` says it lives (``__file__``, tracebacks): the run's own copy
@@ -182,14 +197,20 @@ class StudentCode:
         if name in self.cells:
             nb = self.display_module(name)
             errors = self.cell_errors.setdefault(name, [])
+            failures = self.cell_failures.setdefault(name, [])
             numbers = self.cell_numbers.get(name) or range(1, len(self.cells[name]) + 1)
-            for number, cell in zip(numbers, self.cells[name], strict=False):
+            labels = self.cell_labels.get(name) or [f"code cell {n}" for n in numbers]
+            for number, label, cell in zip(numbers, labels, self.cells[name], strict=False):
                 fname = f"<{nb} cell {number}>"
-                self.display[fname] = f"{nb}, cell {number}"
+                self.display[fname] = f"{nb}, {label}"
                 try:
                     exec(compile(cell, fname, "exec"), module.__dict__)
                 except BaseException as exc:  # noqa: BLE001 - one bad cell must not stop the rest
-                    errors.append(f"cell {number}: {self.describe(exc)}")
+                    why = self.describe(exc)
+                    if self.display[fname] not in why:
+                        why = f"{self.display[fname]}: {why}"
+                    errors.append(why)
+                    failures.append((cell, why, isinstance(exc, SyntaxError)))
             return
         fname = self.filename(name)
         self.display[fname] = self.display_module(name)
@@ -246,14 +267,38 @@ class StudentCode:
             ),
         )
 
-    def _lookup(self, function: str, modules: list[str]) -> Callable[..., Any] | None:
+    def _lookup(self, function: str, modules: list[str]) -> tuple[Callable[..., Any] | None, str]:
+        """The first of ``modules`` that loads and binds a callable ``function``: (it, the
+        module), else ``(None, "")``."""
         for name in modules:
             module = self.load(name)
             if module is None:
                 continue
             value = module.__dict__.get(function)
             if value is not None and callable(value):
-                return value
+                return value, name
+        return None, ""
+
+    def _kind(self, module: str, function: str) -> str | None:
+        return (self.symbols or {}).get(module, {}).get(function)
+
+    def failure(self, function: str, modules: list[str]) -> str | None:
+        """Why the student's own ``function`` could not be loaded, when it could not: one of
+        ``modules`` (those that bind it, best first, then the topic's) failed to import (a
+        SyntaxError, an exception at import), or the notebook cell that defines it failed.
+        What an unfilled stub elsewhere (the generated notebooks next to the student's
+        ``.py``) must never hide."""
+        for name in modules:
+            if name in self.errors:
+                return f"{self.errors[name]} (so {function} could not be loaded)"
+        defines = re.compile(
+            rf"^(?:async[ \t]+)?(?:def|class)[ \t]+{re.escape(function)}\b", re.MULTILINE
+        )
+        mentions = re.compile(rf"(?<![\w.]){re.escape(function)}(?!\w)")
+        for name in [*modules, *(m for m in self.cell_failures if m not in modules)]:
+            for cell, why, syntax in self.cell_failures.get(name, ()):
+                if defines.search(cell) or (syntax and mentions.search(cell)):
+                    return f"{why} (so {function} was not defined)"
         return None
 
     def defined_names(self) -> dict[str, str]:
@@ -282,7 +327,11 @@ class StudentCode:
         names = [
             n
             for n in self.defined_names()
-            if n != function and n not in exclude and n not in swapped
+            if n != function
+            and n not in exclude
+            and n not in swapped
+            and n not in self.exercise_functions  # another exercise's, not a misspelling
+            and (self.symbols is None or self._defined_kind(n) != "stub")
         ]
         lowered = {n.lower(): n for n in names}
         same_case = [lowered[function.lower()]] if function.lower() in lowered else []
@@ -308,24 +357,30 @@ class StudentCode:
                 import, or suggests the names that look alike ("did you mean").
         """
         owners = self.owners(function, hint)
-        found = self._lookup(function, owners)
-        if found is not None:
+        found, where = self._lookup(function, owners)
+        if found is not None and self._kind(where, function) != "stub":
             return found
+        topical: list[str] = []
         if self.symbols is not None:  # defined dynamically? look in the topic's modules only
             topical = [m for m in self.sources if m not in owners and self._hint_rank(m, hint) < 2]
-            found = self._lookup(function, sorted(topical, key=lambda m: (self.depth.get(m, 0), m)))
-            if found is not None:
-                return found
-        for name in [*owners, hint]:
-            if name in self.errors:  # the module that defines it (or should) did not import
-                raise MissingFunction(f"{self.errors[name]} (so {function} could not be loaded)")
+            topical.sort(key=lambda m: (self._hint_rank(m, hint), self.depth.get(m, 0), m))
+            dynamic, _ = self._lookup(function, topical)
+            if dynamic is not None:
+                return dynamic
+        # Only an unfilled stub, or nothing: what the student wrote and the grader could not
+        # load (a SyntaxError, a failed cell) comes first, then a close name (a rename).
+        failed = self.failure(function, [*owners, *topical])
+        if failed is not None:
+            raise MissingFunction(failed)
         exclude = (exercise,) if exercise else ()
         close = self.close_matches(function, exclude)
+        if found is not None and not close:
+            return found  # the stub: its NotImplementedError says "not implemented"
         if exercise is not None and function != exercise and function[:1].islower():
             stand_in = self._stand_in(function, close, hint, exercise)
             if stand_in is not None:
                 return stand_in
-        raise MissingFunction(self.missing_message(function, close))
+        raise MissingFunction(self.missing_message(function, close, stub=where or None))
 
     def _stand_in(
         self, function: str, close: list[str], hint: str | None, exercise: str
@@ -351,9 +406,20 @@ class StudentCode:
         self.stand_ins[function] = found
         return found
 
-    def missing_message(self, function: str, close: list[str]) -> str:
-        """Why ``function`` is missing, with "did you mean" and what could not be read."""
+    def _defined_kind(self, name: str) -> str | None:
+        """The best kind any module binds ``name`` with (``def`` over ``stub``)."""
+        kinds = [k.get(name) for k in (self.symbols or {}).values() if name in k]
+        return min(kinds, key=lambda k: self.RANK.get(k, 3)) if kinds else None
+
+    def missing_message(self, function: str, close: list[str], stub: str | None = None) -> str:
+        """Why ``function`` is missing, with "did you mean" and what could not be read;
+        ``stub``: the module whose unfilled stub of ``function`` is all there is."""
         message = f"no function named {function!r} in your submission"
+        if stub is not None:
+            message = (
+                f"the only {function} in your submission is the unfilled stub in "
+                f"{self.relative_file(stub)}"
+            )
         if close:
             names = self.defined_names()
             shown = " or ".join(f"{n!r} (in {names.get(n, 'your code')})" for n in close)
@@ -366,8 +432,8 @@ class StudentCode:
             shown = ", ".join(files[:6]) + (", ..." if len(files) > 6 else "")
             message += f" (your files: {shown}); define it with exactly this name"
         failed = [f"{self.display_module(n)}: {e}" for n, e in self.errors.items()]
-        for name, errs in self.cell_errors.items():
-            failed += [f"{self.display_module(name)} {e}" for e in errs[:3]]
+        for errs in self.cell_errors.values():
+            failed += errs[:3]
         failed += [f"{file} could not be read: {why}" for file, why in self.problems]
         if failed:
             message += "; " + "; ".join(failed[:3])
