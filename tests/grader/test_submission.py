@@ -449,3 +449,54 @@ def test_small_data_files_go_with_the_code_and_classmates_files_do_not(tmp_path)
     (klass / "table.json").write_text("[3]")
     (klass / "bob-notes.txt").write_text("bob's private notes")
     assert load_submission(klass / "carol.py").data == {"table.json": b"[3]"}
+
+
+def test_what_a_submission_relates_to(tmp_path):
+    from dataclasses import replace
+
+    (tmp_path / "pooling.py").write_text(
+        "def maxpool2d_forward(x):\n    return x\n\ndef saliency_maps(m, x):\n    return x\n"
+    )
+    (tmp_path / "notes.py").write_text("def conv2d_backward(\n")  # does not compile
+    sub = replace(
+        load_submission(tmp_path),
+        exercise_functions=("maxpool2d_forward", "conv2d_forward", "conv2d_backward"),
+    )
+    assert sub.relates_to("maxpool2d_backward", "pooling")  # the topic's file
+    assert sub.relates_to("conv2d_backward", "layers")  # a file that does not compile names it
+    assert sub.relates_to("saliency_map", "saliency")  # a rename
+    assert sub.close_names("saliency_map") == ["saliency_maps"]
+    # another exercise's function is never a "did you mean", so nothing relates conv2d_forward
+    assert sub.close_names("conv2d_forward") == []
+    assert not sub.relates_to("conv2d_forward", "layers")
+    assert not sub.relates_to("dense_forward", "layers")
+    assert sub.syntax_errors["notes"].startswith("SyntaxError in notes.py, line 1")
+
+
+def test_a_notebook_cell_is_named_as_jupyter_shows_it(tmp_path):
+    from grader.submission import NotebookCell, cell_label
+
+    assert cell_label(NotebookCell(5, "import numpy as np\ndef f(x):\n  return x", None, 7)) == (
+        "the cell defining f (code cell 5, In [7])"
+    )
+    scratch = NotebookCell(2, "\n\nx = 1  # a long comment that goes on and on and on")
+    assert cell_label(scratch) == (
+        "the cell starting `x = 1  # a long comment that goes on an…` (code cell 2)"
+    )
+
+
+def test_status_not_submitted_is_known_to_every_renderer():
+    from grader import render
+    from grader.classroom.report import OUTCOMES
+    from grader.results import Result, Status, SubmissionResult
+
+    grouped = {s for _, statuses, _ in OUTCOMES for s in statuses}
+    assert set(Status) <= set(render.STATUS_STYLE) and set(Status) <= grouped
+    row = Result("conv2d_forward", 0.0, 3.0, Status.NOT_SUBMITTED, "not submitted: none")
+    result = SubmissionResult(seed=1, exercises=(row,))
+    assert SubmissionResult.from_dict(result.to_dict()).exercises[0].status is Status.NOT_SUBMITTED
+    gs = render.gradescope_results(result)
+    assert gs["tests"][0]["output"].startswith("[not submitted]")
+    assert gs["tests"][0]["max_score"] == 3.0 and gs["tests"][0]["status"] == "failed"
+    assert '<failure type="not_submitted"' in render.junit_xml(result)
+    assert "not submitted" in render.table_text(result)

@@ -281,3 +281,179 @@ def test_a_data_file_beside_a_nested_module_is_in_the_runs_own_copy(box, tmp_pat
     loaded = load_submission(tmp_path / "sub")
     assert loaded.data == {"repo-main/hw3/offset.json": b'{"offset": 0}'}
     assert grade(box, tmp_path / "sub", "conv_output_size")["conv_output_size"].passed
+
+
+# -- a stub never hides what the student wrote (usertest F1, F2, F3) ------------------------
+
+EXERCISES = ROOT / "exercises"
+
+
+def with_stub_notebooks(dest: Path, *topics: str) -> Path:
+    """``dest`` laid out as the generated exercises/ folder: notebooks/TOPIC.ipynb stubs."""
+    for topic in topics:
+        target = dest / "notebooks" / f"{topic}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(EXERCISES / "notebooks" / f"{topic}.ipynb", target)
+    return dest
+
+
+def break_line(source: str, old: str, new: str) -> str:
+    assert source.count(old) >= 1, old
+    return source.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("def dense_forward(", "def dense_forward(\n    oops = (\n"),  # the body's SyntaxError
+        ("def dense_forward(", "def dense_forward "),  # the def line itself is mangled
+    ],
+)
+def test_a_syntax_error_in_the_students_file_beats_the_notebook_stub(box, tmp_path, old, new):
+    sub = with_stub_notebooks(tmp_path / "exercises", "layers")
+    text = break_line((SOLUTIONS / "layers.py").read_text(), old, new)
+    (sub / "layers.py").write_text(text)
+    line = text[: text.index(new) + len(new)].count("\n") + 1
+    results = grade(box, sub, "dense_forward", "conv2d_forward")
+    for result in results.values():
+        assert result.status is Status.ERROR, result
+        assert "NotImplementedError" not in result.feedback
+        assert "SyntaxError in layers.py, line" in result.feedback, result.feedback
+    notes = load_submission(sub).attention_lines()
+    assert any(
+        n.startswith("cannot run layers.py: SyntaxError in layers.py, line") for n in notes
+    ), notes
+    assert abs(int(notes[0].split("line ")[1].split(":")[0]) - line) <= 2
+
+
+def test_a_renamed_function_beats_the_notebook_stub_with_did_you_mean(box, tmp_path):
+    sub = with_stub_notebooks(tmp_path / "exercises", "pooling")
+    (sub / "pooling.py").write_text(
+        (SOLUTIONS / "pooling.py")
+        .read_text()
+        .replace("def maxpool2d_forward(", "def maxpool2d_fwd(")
+        .replace("maxpool2d_forward(", "maxpool2d_fwd(")
+    )
+    forward = grade(box, sub, "maxpool2d_forward")["maxpool2d_forward"]
+    assert forward.status is Status.ERROR, forward
+    assert "the only maxpool2d_forward in your submission is the unfilled stub in " in (
+        forward.feedback
+    )
+    assert "notebooks/pooling.ipynb" in forward.feedback
+    assert "did you mean 'maxpool2d_fwd' (in pooling.py)?" in forward.feedback
+    assert "rename yours to maxpool2d_forward" in forward.feedback
+    # with nothing close, the stub still says "not implemented"
+    plain = with_stub_notebooks(tmp_path / "plain", "pooling")
+    stub = grade(box, plain, "maxpool2d_forward")["maxpool2d_forward"]
+    assert stub.status is Status.NOT_IMPLEMENTED, stub
+
+
+def test_a_failing_cell_of_the_students_notebook_beats_the_py_stub(box, tmp_path):
+    sub = tmp_path / "exercises"
+    sub.mkdir()
+    shutil.copy(EXERCISES / "pooling.py", sub / "pooling.py")  # the unfilled .py stubs
+    nb = json.loads((NOTEBOOKS / "pooling.ipynb").read_text())
+    broken_cell(nb, "maxpool2d_backward", "return dx\n", "return dx)\n", count=7)
+    (sub / "notebooks").mkdir()
+    (sub / "notebooks" / "pooling.ipynb").write_text(json.dumps(nb))
+    results = grade(box, sub, "maxpool2d_forward", "maxpool2d_backward")
+    assert results["maxpool2d_forward"].status is Status.PASSED, results["maxpool2d_forward"]
+    backward = results["maxpool2d_backward"]
+    assert backward.status is Status.ERROR
+    assert backward.feedback.startswith(
+        "SyntaxError in pooling.ipynb, the cell defining maxpool2d_backward (code cell 4, "
+        "In [7]), line "
+    ), backward.feedback
+
+
+def broken_cell(nb: dict, grade_id: str, old: str, new: str, *, count: int | None = None):
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+            source = "".join(cell["source"])
+            cell["source"] = break_line(source, old, new)
+            cell["execution_count"] = count
+            return
+    raise AssertionError(grade_id)
+
+
+@pytest.mark.parametrize(
+    "old, new, keep_metadata",
+    [
+        ("return dx\n", "return dx)\n", True),  # the tester's case
+        ("def maxpool2d_backward(", "def maxpool2d_backward ", True),  # grade_id tells
+        ("def maxpool2d_backward(", "def maxpool2d_backward ", False),  # the text tells
+    ],
+)
+def test_one_notebook_with_a_cell_that_does_not_parse_fails_that_exercise(
+    tmp_path, old, new, keep_metadata
+):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    nb = json.loads((NOTEBOOKS / "pooling.ipynb").read_text())
+    broken_cell(nb, "maxpool2d_backward", old, new, count=7)
+    if not keep_metadata:
+        for cell in nb["cells"]:
+            cell["metadata"] = {}
+    path = tmp_path / "pooling.ipynb"
+    path.write_text(json.dumps(nb))
+    result = CliRunner().invoke(
+        main, ["grade", str(path), "--seed", str(SEED), "--json", str(tmp_path / "r.json")]
+    )
+    assert result.exit_code == 1, result.output
+    doc = json.loads((tmp_path / "r.json").read_text())
+    status = {e["name"]: e for e in doc["exercises"]}
+    assert set(status) == {"maxpool2d_forward", "maxpool2d_backward"}
+    assert status["maxpool2d_forward"]["status"] == "passed"
+    backward = status["maxpool2d_backward"]
+    assert backward["status"] == "error" and backward["score"] == 0
+    assert backward["feedback"].startswith("SyntaxError in pooling.ipynb, the cell ")
+    assert "(code cell 4, In [7]), line" in backward["feedback"]
+    assert "no function named" not in backward["feedback"]
+    assert "cannot run pooling.ipynb: SyntaxError in pooling.ipynb" in result.output
+
+
+# -- exercises nothing in the submission is meant for (usertest F5) -------------------------
+
+
+def one_topic_folder(tmp_path: Path) -> Path:
+    sub = tmp_path / "m"
+    sub.mkdir()
+    shutil.copy(NOTEBOOKS / "pooling.ipynb", sub / "pooling.ipynb")
+    return sub
+
+
+def test_a_folder_of_one_topic_grades_that_topic_and_says_what_was_left_out(tmp_path):
+    sub = one_topic_folder(tmp_path)
+    result = engine.grade(sub, seed=SEED)
+    assert [r.name for r in result.exercises] == ["maxpool2d_forward", "maxpool2d_backward"]
+    assert result.all_passed
+    left_out = result.extra["not_submitted"]
+    assert len(left_out) == len(registry.all_specs()) - 2 and "conv2d_forward" in left_out
+    (note,) = [n for n in result.extra["notes"] if n.startswith("not submitted:")]
+    assert f"{len(left_out)} exercise(s)" in note and f"cnnlab grade {sub} -e" in note
+
+
+def test_a_class_submission_of_one_topic_counts_the_rest_as_not_submitted(tmp_path):
+    sub = one_topic_folder(tmp_path)
+    result = engine.grade(sub, seed=SEED, complete=True)
+    specs = registry.all_specs()
+    assert [r.name for r in result.exercises] == [s.name for s in specs]
+    assert result.max_score == sum(s.points for s in specs)  # out of the whole problem set
+    pooling = ("maxpool2d_forward", "maxpool2d_backward")
+    missing = [r for r in result.exercises if r.name not in pooling]
+    for r in missing:
+        assert r.status is Status.NOT_SUBMITTED and r.score == 0 and r.max_score > 0, r
+        assert r.feedback.startswith("not submitted: none of your files (pooling.ipynb)")
+        assert "did you mean" not in r.feedback and r.wall_s == 0  # never run
+    assert result.score == 6
+
+
+def test_did_you_mean_never_suggests_another_exercises_function(box, tmp_path):
+    sub = one_topic_folder(tmp_path)
+    conv = grade(box, sub, "conv2d_forward", "dense_forward")
+    for r in conv.values():  # asked for explicitly: run, and told what is missing
+        assert r.status is Status.ERROR
+        assert "maxpool2d" not in r.feedback, r.feedback
+        assert "(your files: pooling.ipynb); define it with exactly this name" in r.feedback
