@@ -232,14 +232,56 @@ class StudentCode:
             else:
                 module = importlib.import_module(name)
         except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's
-            if isinstance(exc, SystemExit):
-                shown = self.display_module(name)
-                self.errors[name] = f"{shown} called sys.exit({exc.code!r}) while being imported"
-            else:
-                self.errors[name] = self.describe(exc)
+            self.errors[name] = self.import_error(name, exc)
             return None
         self.loaded[name] = module
         return module
+
+    def _source_line(self, filename: str, lineno: int) -> str:
+        for name in self.sources:
+            if name not in self.cells and self.filename(name) == filename:
+                lines = self.sources[name].splitlines()
+                if 0 < lineno <= len(lines):
+                    return lines[lineno - 1].strip()
+        return ""
+
+    def import_error(self, name: str, exc: BaseException) -> str:
+        """Why importing module ``name`` failed, saying where: the file and line of the
+        statement at module level that failed (in ``name`` or in a helper module it imports,
+        "imported from shapes.py, line 14"), and, when that statement called a function
+        that raised (a test call left in the file), that it was a call at module level and
+        what to do about it."""
+        shown = self.display_module(name)
+        frames = [
+            (frame.f_code.co_name, frame.f_code.co_filename, lineno)
+            for frame, lineno in traceback.walk_tb(exc.__traceback__)
+            if frame.f_code.co_filename in self.display
+        ]
+        top = [f for f in frames if f[0] == "<module>"]
+        where = ""
+        if top:
+            _, fname, line = top[-1]  # the innermost statement at module level
+            where = f"{self.display[fname]}, line {line}"
+            if top[0][1] != fname:  # a helper module, imported from the exercise's file
+                where += f", imported from {self.display[top[0][1]]}, line {top[0][2]}"
+        if isinstance(exc, SystemExit):
+            at = f": at {where}" if where else ""
+            return _short(
+                f"sys.exit({exc.code!r}) was called while importing {shown}{at} (remove it, or "
+                'move it under `if __name__ == "__main__":`)'
+            )
+        text = self.describe(exc)
+        if top and frames[-1][0] != "<module>":  # it raised inside a function called at import
+            _, fname, line = top[-1]
+            code = self._source_line(fname, line)
+            call = f" (`{code[:60]}`, a call at module level)" if code else ""
+            return _short(
+                f"importing {shown} failed at {where}{call}: {text}; move test code under "
+                '`if __name__ == "__main__":` so that it does not run when graded'
+            )
+        if top and top[0][1] != top[-1][1]:
+            text += f" (imported from {self.display[top[0][1]]}, line {top[0][2]})"
+        return text
 
     def _hint_rank(self, module: str, hint: str | None) -> int:
         """0: the module is the topic's (``pooling``); 1: its file name mentions the topic

@@ -457,3 +457,38 @@ def test_did_you_mean_never_suggests_another_exercises_function(box, tmp_path):
         assert r.status is Status.ERROR
         assert "maxpool2d" not in r.feedback, r.feedback
         assert "(your files: pooling.ipynb); define it with exactly this name" in r.feedback
+
+
+# -- an import that fails says where (usertest F9, F13) -------------------------------------
+
+
+def test_sys_exit_in_a_helper_module_names_the_helper_and_the_import(box, tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    text = (SOLUTIONS / "shapes.py").read_text()
+    header = "from __future__ import annotations\n"
+    (sub / "shapes.py").write_text(text.replace(header, header + "import helper  # noqa\n", 1))
+    line = text[: text.index(header)].count("\n") + 2
+    (sub / "helper.py").write_text('import sys\nprint("hello from helper")\nsys.exit(3)\n')
+    result = grade(box, sub, "conv_output_size")["conv_output_size"]
+    assert result.status is Status.ERROR
+    assert result.feedback.startswith(
+        f"sys.exit(3) was called while importing shapes.py: at helper.py, line 3, imported "
+        f"from shapes.py, line {line}"
+    ), result.feedback
+
+
+def test_a_test_call_left_at_module_level_is_named_as_such(box, tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    text = (SOLUTIONS / "pooling.py").read_text()
+    call = "out, cache = maxpool2d_forward(np.arange(16.0).reshape(4, 4), pool_size=2)"
+    (sub / "pooling.py").write_text(f"{text}\n# quick test\n{call}\nprint(out)\n")
+    line = text.count("\n") + 3
+    result = grade(box, sub, "maxpool2d_forward")["maxpool2d_forward"]
+    assert result.status is Status.ERROR
+    assert result.feedback.startswith(
+        f"importing pooling.py failed at pooling.py, line {line} (`{call[:60]}`, a call at "
+        "module level): ValueError in "
+    ), result.feedback
+    assert 'move test code under `if __name__ == "__main__":`' in result.feedback
