@@ -388,13 +388,9 @@ def render_module(
 
 def needs_torch(specs: Sequence[ExerciseSpec]) -> bool:
     """Whether grading ``specs`` runs a torch harness (the sandbox then preloads torch)."""
-    from grader.sandbox.harness import HARNESSES, import_harness_modules
+    from grader.sandbox.harness import needs_torch as harnesses_need_torch
 
-    if not HARNESSES:
-        import_harness_modules()
-    return any(
-        getattr(HARNESSES.get(s.harness), "__module__", "").endswith("_torch") for s in specs
-    )
+    return harnesses_need_torch(s.harness for s in specs)
 
 
 def grade_submission(

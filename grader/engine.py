@@ -638,9 +638,11 @@ def grade_prepared(
         if in_process:
             runner: Any = InProcessRunner()
         else:
+            from grader.sandbox.harness import needs_torch
             from grader.sandbox.runner import Sandbox
 
-            runner = Sandbox()
+            harnesses = [p.harness for p in prepared if isinstance(p, PreparedExercise)]
+            runner = Sandbox(preload_torch=needs_torch(harnesses))
     else:
         runner = sandbox
     try:

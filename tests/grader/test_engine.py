@@ -3,6 +3,8 @@ that correct submissions (plain loops; the reference wrapped) pass through the r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from grading_support import (
@@ -292,3 +294,24 @@ def test_in_process_runner_matches_sandbox_contract():
             runner.run(sub, harness="no_such_harness", function="f", cases=[{}])
     assert out.cases[0].status == "ok" and int(out.cases[0].outputs["out"]) == 8
     assert missing.cases[0].status == "error" and "nope" in missing.cases[0].message
+
+
+def test_a_sandbox_for_numpy_exercises_does_not_preload_torch(monkeypatch):
+    """Start-up: the fork server imports torch only when a torch harness will run (about 5 s
+    of a `cnnlab grade -e conv_output_size` otherwise)."""
+    from grader import registry
+    from grader.sandbox import runner
+
+    made = []
+
+    class Recording(runner.Sandbox):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs.get("preload_torch", True))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "Sandbox", Recording)
+    submission = load_submission(Path(__file__).resolve().parents[2] / "solutions" / "shapes.py")
+    for names, torch_wanted in ((["conv_output_size"], False), (["freeze"], True)):
+        prepared = engine.prepare_all(registry.select(names), 3)
+        engine.grade_prepared(submission, prepared, seed=3)
+        assert made[-1] is torch_wanted, names
