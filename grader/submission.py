@@ -1126,8 +1126,8 @@ class Submission:
     def close_names(self, function: str) -> list[str]:
         """Filled-in names the submission defines that look like ``function`` (a typo, a
         rename), never another exercise's function (:attr:`exercise_functions`) nor its
-        forward/backward twin. The same rule as the sandboxed child's "did you mean"."""
-        import difflib
+        forward/backward twin, nor a class for a function exercise (an interface type such as
+        ``ReceptiveField``). The same rule as the sandboxed child's "did you mean"."""
 
         twins = {
             function.replace(a, b)
@@ -1140,13 +1140,14 @@ class Submission:
                 n
                 for kinds in self.symbols.values()
                 for n, k in kinds.items()
-                if k in ("def", "class", "value") and not n.startswith("_") and n not in taken
+                if (k in ("def", "value") or (k == "class" and function[:1].isupper()))
+                and not n.startswith("_")
+                and n not in taken
             }
         )
-        lowered = {n.lower(): n for n in names}
-        same_case = [lowered[function.lower()]] if function.lower() in lowered else []
-        close = difflib.get_close_matches(function, names, n=3, cutoff=0.6)
-        return list(dict.fromkeys(same_case + close))
+        from grader.sandbox.child import close_names
+
+        return close_names(function, names)
 
     def relates_to(self, function: str, topic: str | None = None) -> bool:
         """Whether anything in the submission is meant for the exercise of ``function``: a file

@@ -35,7 +35,7 @@ import signal
 import sys
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -117,6 +117,29 @@ def _flush_output() -> None:
 
 
 # --------------------------------------------------------------------------- student code
+
+
+#: Name endings many exercises share: two names that only share one are not alike.
+SHARED_ENDINGS = ("_forward", "_backward", "_params", "_macs", "_size", "_map", "_field")
+
+
+def close_names(function: str, names: Iterable[str]) -> list[str]:
+    """The names among ``names`` that look like ``function`` (a typo, a rename): the same
+    name in another case first, then up to three ``difflib`` matches (ratio >= 0.6), where an
+    ending both names share (``_forward``...) does not count: ``avgpool2d_forward`` is not a
+    misspelt ``relu_forward``."""
+    names = list(names)
+    lowered = {n.lower(): n for n in names}
+    same_case = [lowered[function.lower()]] if function.lower() in lowered else []
+    close = []
+    for name in difflib.get_close_matches(function, names, n=3, cutoff=0.6):
+        a, b = function, name
+        for ending in SHARED_ENDINGS:
+            if a.endswith(ending) and b.endswith(ending):
+                a, b = a[: -len(ending)], b[: -len(ending)]
+        if difflib.SequenceMatcher(None, a, b).ratio() >= 0.6:
+            close.append(name)
+    return list(dict.fromkeys(same_case + close))
 
 
 class StudentCode:
@@ -374,11 +397,11 @@ class StudentCode:
             and n not in swapped
             and n not in self.exercise_functions  # another exercise's, not a misspelling
             and (self.symbols is None or self._defined_kind(n) != "stub")
+            # a class for a function exercise is an interface type (ReceptiveField), not a
+            # renamed answer; a class exercise (BasicBlock) may be misspelt as a class
+            and (function[:1].isupper() or self._defined_kind(n) != "class")
         ]
-        lowered = {n.lower(): n for n in names}
-        same_case = [lowered[function.lower()]] if function.lower() in lowered else []
-        close = difflib.get_close_matches(function, names, n=3, cutoff=0.6)
-        return list(dict.fromkeys(same_case + close))
+        return close_names(function, names)
 
     def get(
         self, function: str, hint: str | None = None, *, exercise: str | None = None

@@ -500,3 +500,13 @@ def test_status_not_submitted_is_known_to_every_renderer():
     assert gs["tests"][0]["max_score"] == 3.0 and gs["tests"][0]["status"] == "failed"
     assert '<failure type="not_submitted"' in render.junit_xml(result)
     assert "not submitted" in render.table_text(result)
+
+
+def test_did_you_mean_ignores_a_shared_ending_and_interface_classes():
+    """relu_forward is not a misspelt avgpool2d_forward (only '_forward' is shared), and the
+    ReceptiveField type a stub module declares is not a renamed receptive_field."""
+    from grader.sandbox.child import close_names
+
+    assert close_names("relu_forward", ["avgpool2d_forward", "relu_forwad"]) == ["relu_forwad"]
+    assert close_names("saliency_map", ["saliency_maps"]) == ["saliency_maps"]
+    assert close_names("conv2d_forward", ["Conv2d_Forward"]) == ["Conv2d_Forward"]

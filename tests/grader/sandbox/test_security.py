@@ -82,7 +82,7 @@ TABLE = [
     Row(5, "case05_leftover_processes.py", "conv_output_size", "ok", "", [30, 3]),
     Row(6, "case06_sys_exit.py", "conv_output_size", "error", "exited (sys.exit(0)) before"),
     Row(6, "case06_sys_exit.py", "conv2d_params", "error", "KeyboardInterrupt in conv2d_params"),
-    Row(6, "case06_sys_exit_at_import.py", "conv_output_size", "error", "while being imported"),
+    Row(6, "case06_sys_exit_at_import.py", "conv_output_size", "error", "called while importing"),
     Row(7, "case07_os_exit.py", "conv_output_size", "crashed", "exited with status 0 before"),
     Row(8, "case08_segfault.py", "conv_output_size", "crashed", "crashed with SIGSEGV"),
     Row(8, "case08_segfault.py", "conv2d_params", "error", "ctypes.string_at is not allowed"),
