@@ -585,7 +585,7 @@ def not_submitted(submission: Submission, prepared: PreparedExercise) -> Result:
         name=prepared.name,
         score=0.0,
         max_score=float(prepared.points),
-        status=Status.NOT_SUBMITTED,
+        status=Status.NOT_IMPLEMENTED,  # the public status list (DESIGN.md); the feedback says why
         feedback=(
             f"not submitted: none of your files ({shown}) defines {prepared.function} or is "
             f"named after its topic ({prepared.topic}); define {prepared.function} with "

@@ -66,7 +66,6 @@ STATUS_STYLE = {
     Status.PASSED: ("passed", "bold green"),
     Status.FAILED: ("failed", "bold red"),
     Status.NOT_IMPLEMENTED: ("not implemented", "yellow"),
-    Status.NOT_SUBMITTED: ("not submitted", "yellow"),
     Status.ERROR: ("error", "bold red"),
     Status.TIMEOUT: ("timeout", "bold red"),
     Status.MEMORY: ("memory", "bold red"),
@@ -409,7 +408,7 @@ def gradescope_json(result: SubmissionResult, **kwargs: Any) -> str:
 
 #: Statuses JUnit reports as a ``<failure>`` (an answer that is wrong, unfilled or missing);
 #: every other one that did not pass is an ``<error>``.
-UNANSWERED_OR_WRONG = (Status.FAILED, Status.NOT_IMPLEMENTED, Status.NOT_SUBMITTED)
+UNANSWERED_OR_WRONG = (Status.FAILED, Status.NOT_IMPLEMENTED)
 
 
 def junit_xml(result: SubmissionResult) -> str:

@@ -21,7 +21,6 @@ class Status(str, Enum):
     PASSED = "passed"
     FAILED = "failed"  # ran, returned data, data is wrong
     NOT_IMPLEMENTED = "not_implemented"  # the stub's NotImplementedError
-    NOT_SUBMITTED = "not_submitted"  # nothing in the submission is meant for it (0 points)
     ERROR = "error"  # student code raised, wrong signature, missing function, bad output type
     TIMEOUT = "timeout"  # killed at the wall or CPU limit
     MEMORY = "memory"  # ran out of its memory limit

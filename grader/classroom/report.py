@@ -31,7 +31,7 @@ OUTCOMES: tuple[tuple[str, tuple[Status, ...], str], ...] = (
     ("passed", (Status.PASSED,), "#2e7d32"),
     ("failed", (Status.FAILED,), "#f9a825"),
     ("error", (Status.ERROR,), "#c62828"),
-    ("not implemented", (Status.NOT_IMPLEMENTED, Status.NOT_SUBMITTED), "#9e9e9e"),
+    ("not implemented", (Status.NOT_IMPLEMENTED,), "#9e9e9e"),
     ("timeout / memory / crash", (Status.TIMEOUT, Status.MEMORY, Status.CRASHED), "#6a1b9a"),
     ("grader error", (Status.GRADER_ERROR,), "#212121"),
 )
