@@ -98,6 +98,16 @@ def need(box: Sandbox, *layers: str) -> None:
         pytest.skip(f"this machine lacks {reasons}")
 
 
+def refused(box: Sandbox, path: Path) -> str:
+    """How a read of ``path`` is refused: ``ENOENT`` under the temp folder where the private
+    mounts are on (a fresh tmpfs hides it: a checkout cloned into /tmp, as CI does), else
+    Landlock's ``EACCES``."""
+    import tempfile
+
+    under_tmp = Path(path).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+    return "ENOENT" if under_tmp and box.plan.has("mount_ns") else "EACCES"
+
+
 def sandbox_without(*off: str) -> Sandbox:
     return Sandbox(LIMITS, layers_off={"audit", *off})
 
@@ -113,10 +123,9 @@ def test_29_hook_disabled_from_python_still_no_reference(full, tmp_path):
     got = results(outcome)
     assert "hook disabled" in outcome.output, outcome.output  # the bypass works...
     for what in ("read cnnref/shapes.py", "list cnnref/", "read solutions/layers.py"):
-        assert got[what] == "EACCES", (what, outcome.output)  # ...and Landlock holds
-    # under /tmp: hidden by the private mounts (ENOENT) where they are on, else Landlock
-    assert got["read the course secret"] == ("ENOENT" if full.plan.has("mount_ns") else "EACCES")
-    assert got["read .git objects"] == "EACCES"
+        assert got[what] == refused(full, REPO), (what, outcome.output)  # ...and Landlock holds
+    assert got["read the course secret"] == refused(full, secret)
+    assert got["read .git objects"] == refused(full, REPO)
     assert "LEAK" not in outcome.output and "canary-29" not in outcome.output
 
 
@@ -157,16 +166,20 @@ def test_30_copies_of_the_reference_are_unreadable(no_hook, elsewhere):
     assert "LEAK" not in outcome.output
 
 
-def test_30_a_symlink_to_solutions_leads_nowhere(no_hook):
+def test_30_a_symlink_to_solutions_leads_nowhere(no_hook, elsewhere):
     need(no_hook, "landlock")
     target = str(REPO / "solutions" / "layers.py")
     outcome = run(no_hook, "case30_reference_copies.py", "symlink_to", [{"target": target}])
     got = results(outcome)
     assert got["make a symlink in the run folder"] == "EACCES"  # Landlock: no MAKE_SYM
     assert got["read through the symlink"] == "ENOENT"
+    # the control reads a copy outside /tmp (a checkout under /tmp is hidden by the mounts)
+    copy = elsewhere / "solutions" / "layers.py"
+    copy.parent.mkdir()
+    shutil.copy(target, copy)
     with sandbox_without("landlock") as box:  # the link can be made; reading through it...
         need(box, "mount_ns")
-        outcome = run(box, "case30_reference_copies.py", "symlink_to", [{"target": target}])
+        outcome = run(box, "case30_reference_copies.py", "symlink_to", [{"target": str(copy)}])
     got = results(outcome)
     assert ok(got["make a symlink in the run folder"])
     # ...reads the read-only mount (no Landlock: this is the control that shows why it is needed)
