@@ -638,11 +638,13 @@ def grade_prepared(
         if in_process:
             runner: Any = InProcessRunner()
         else:
-            from grader.sandbox.harness import needs_torch
+            from grader.sandbox.harness import needs_optimizer, needs_torch
             from grader.sandbox.runner import Sandbox
 
             harnesses = [p.harness for p in prepared if isinstance(p, PreparedExercise)]
-            runner = Sandbox(preload_torch=needs_torch(harnesses))
+            runner = Sandbox(
+                preload_torch=needs_torch(harnesses), preload_optimizer=needs_optimizer(harnesses)
+            )
     else:
         runner = sandbox
     try:

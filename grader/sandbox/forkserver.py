@@ -54,7 +54,7 @@ def _preload_matplotlib() -> None:
         pass
 
 
-def _preload(preload_torch: bool) -> list[str]:
+def _preload(preload_torch: bool, preload_optimizer: bool = True) -> list[str]:
     import collections  # noqa: F401 - common student imports, paid once here, not per child
     import dataclasses  # noqa: F401
     import encodings.cp437  # noqa: F401 - zipfile (np.load of .npz) needs it
@@ -74,12 +74,13 @@ def _preload(preload_torch: bool) -> list[str]:
 
         torch.set_num_threads(1)
         F.conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 3, 3)).sum()
-        # The first optimizer step imports torch._dynamo (and sympy): ~1.7 s per child if
-        # the server has not paid it once.
-        weight = torch.nn.Parameter(torch.zeros(1))
-        for opt in (torch.optim.SGD([weight], lr=0.1), torch.optim.Adam([weight], lr=0.1)):
-            (weight * 2).sum().backward()
-            opt.step()
+        # The first optimizer step imports torch._dynamo (and sympy): ~2 s per child if
+        # the server has not paid it once (only where an exercise trains).
+        if preload_optimizer:
+            weight = torch.nn.Parameter(torch.zeros(1))
+            for opt in (torch.optim.SGD([weight], lr=0.1), torch.optim.Adam([weight], lr=0.1)):
+                (weight * 2).sum().backward()
+                opt.step()
     _preload_matplotlib()
     import importlib
     import pkgutil
@@ -244,7 +245,9 @@ def main() -> None:
     sys.stdout = sys.stderr
     if config.get("mplconfigdir"):
         os.environ["MPLCONFIGDIR"] = config["mplconfigdir"]
-    grader_modules = _preload(bool(config.get("preload_torch", True)))
+    grader_modules = _preload(
+        bool(config.get("preload_torch", True)), bool(config.get("preload_optimizer", True))
+    )
     _drop_checkout_from_path()
     import gc
 

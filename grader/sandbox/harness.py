@@ -179,6 +179,15 @@ def needs_torch(harness_names: Iterable[str]) -> bool:
     )
 
 
+#: Harnesses whose child takes optimizer steps (the fork server then takes one first).
+OPTIMIZER_HARNESSES = frozenset({"fine_tune", "param_groups"})
+
+
+def needs_optimizer(harness_names: Iterable[str]) -> bool:
+    """Whether any of these harnesses trains (see :data:`OPTIMIZER_HARNESSES`)."""
+    return any(name in OPTIMIZER_HARNESSES for name in harness_names)
+
+
 @harness("call")
 def call(get: Getter, function: str, case: dict[str, Any]) -> dict[str, np.ndarray]:
     """Call ``function(**case)`` and return its value as ``{"out": array}``."""

@@ -362,6 +362,9 @@ class Sandbox:
         limits: default resource limits of every run.
         preload_torch: import torch in the fork server (costs its start-up ~1-2 s once;
             without it a child that imports torch pays that on every run).
+        preload_optimizer: with ``preload_torch``, also take one SGD and one Adam step in
+            the fork server (the first step imports ``torch._dynamo`` and sympy: ~2 s, paid
+            once there instead of in every child that trains).
         drop_privileges: run children as ``nobody`` when the grader runs as root (the
             default, ``None``, does so when possible; ``False`` never does).
         forbidden_paths: extra files/folders the child may not open, on top of
@@ -389,6 +392,7 @@ class Sandbox:
         limits: Limits = Limits(),  # noqa: B008 - frozen dataclass, safe default
         *,
         preload_torch: bool = True,
+        preload_optimizer: bool = True,
         drop_privileges: bool | None = None,
         forbidden_paths: Iterable[str | os.PathLike[str]] = (),
         workroot: str | os.PathLike[str] | None = None,
@@ -396,6 +400,7 @@ class Sandbox:
     ) -> None:
         self.limits = limits
         self.preload_torch = preload_torch
+        self.preload_optimizer = preload_optimizer
         self.layers_off = frozenset(layers_off) | layers_off_from_env()
         unknown = self.layers_off - set(LAYERS)
         if unknown:
@@ -444,6 +449,7 @@ class Sandbox:
         config = {
             "lockdown": bool(self.locked),
             "preload_torch": self.preload_torch,
+            "preload_optimizer": self.preload_optimizer,
             "off": sorted(self.layers_off),
             "forbidden": [*self.forbidden, str(self._base / "forkserver.log")],
             "drop_to": list(self.drop_to) if self.drop_to else None,

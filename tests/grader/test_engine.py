@@ -306,12 +306,16 @@ def test_a_sandbox_for_numpy_exercises_does_not_preload_torch(monkeypatch):
 
     class Recording(runner.Sandbox):
         def __init__(self, *args, **kwargs):
-            made.append(kwargs.get("preload_torch", True))
+            made.append((kwargs.get("preload_torch", True), kwargs.get("preload_optimizer", True)))
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(runner, "Sandbox", Recording)
     submission = load_submission(Path(__file__).resolve().parents[2] / "solutions" / "shapes.py")
-    for names, torch_wanted in ((["conv_output_size"], False), (["freeze"], True)):
+    for names, wanted in (
+        (["conv_output_size"], (False, False)),
+        (["freeze"], (True, False)),
+        (["freeze", "discriminative_param_groups"], (True, True)),
+    ):
         prepared = engine.prepare_all(registry.select(names), 3)
         engine.grade_prepared(submission, prepared, seed=3)
-        assert made[-1] is torch_wanted, names
+        assert made[-1] == wanted, names
