@@ -77,6 +77,17 @@ def test_a_backward_misled_by_a_column_major_cache_is_told_to_check_the_cache(bo
     assert "row-major" in backward.feedback
 
 
+def test_a_known_backward_mistake_is_not_sent_hunting_in_the_cache(box, tmp_path):
+    """Usability F4: the backward's own known mistake (ties to every maximum) is named; the
+    "check what the forward stores in its cache" hint is for outputs no mistake explains."""
+    folder = _folder(tmp_path, pooling="maxpool_ties_to_every_maximum.py")
+    forward, backward = _grade(box, folder, "maxpool2d_forward", "maxpool2d_backward").exercises
+    assert forward.status is Status.PASSED, forward.feedback
+    assert backward.mistake == "ties_to_all_maxima", backward.feedback
+    assert "check what the forward stores" not in backward.feedback
+    assert "Your maxpool2d_forward gives the right output on this case" in backward.feedback
+
+
 def test_a_backward_fed_by_a_wrong_forward_is_told_to_fix_the_forward(box, tmp_path):
     folder = _folder(tmp_path, pooling="maxpool_column_major_cache.py")
     module = folder / "pooling.py"
