@@ -83,6 +83,12 @@ def drop_bounding_set() -> None:
     Needs ``CAP_SETPCAP``: call it before switching uid; a no-op without it."""
     if not capabilities("CapEff") & (1 << CAP_SETPCAP):
         return
+    _empty_bounding_and_ambient()
+
+
+def _empty_bounding_and_ambient() -> None:
+    """Drop every capability of the bounding set and clear the ambient set (needs
+    ``CAP_SETPCAP``). Raises OSError."""
     for cap in range(LAST_CAP + 1):
         try:
             _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
@@ -112,13 +118,7 @@ def drop_capabilities() -> None:
         | SECBIT_NO_CAP_AMBIENT_RAISE
         | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
     )
-    for cap in range(LAST_CAP + 1):
-        try:
-            _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # a capability this kernel does not have
-                raise
-    _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)
+    _empty_bounding_and_ambient()
     _capset_zero()
 
 
