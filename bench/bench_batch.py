@@ -381,7 +381,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sample", type=int, help="submissions every grader grades (default 4)")
     parser.add_argument("--kernel-sample", type=int, help="kernel-side checks sample (default 1)")
     parser.add_argument("--keep", type=Path, help="keep the generated course in this folder")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of batch and sandboxed autograde (default 2)"
+    )
     args = parser.parse_args(argv)
+    repeat = max(1, args.repeat)
     n = args.n or (4 if args.quick else 12)
     k = min(args.sample or (2 if args.quick else 4), n)
     kk = min(args.kernel_sample or 1, k)
@@ -405,6 +409,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         walls: dict[str, float] = {}
         scores: dict[str, dict] = {}
+        runs: dict[str, list[float]] = {}
+        loads: list[float] = []
 
         def timed(label: str, fn, *a, **kw):
             result = fn(*a, **kw)
@@ -415,12 +421,27 @@ def main(argv: list[str] | None = None) -> None:
 
         sub_k = subset_course(course, tmp / "k", sample)
         sub_1 = subset_course(course, tmp / "one", one)
-        timed("batch1", run_cnnlab, sub_k, tmp / "o1", jobs=1, exercises=exercises)
-        timed("batch2", run_cnnlab, sub_k, tmp / "o2", jobs=2, exercises=exercises)
-        timed("batch1@1", run_cnnlab, sub_1, tmp / "o3", jobs=1, exercises=exercises)
-        _, _, sandbox_log = timed("sandbox", run_nbgrader, sub_k)
         nb_one = subset_course(course, tmp / "nb-one", one)
-        timed("sandbox@1", run_nbgrader, nb_one)
+        loads.append(os.getloadavg()[0])
+        # the two graders the goal compares, alternated and repeated (the fastest run of each
+        # counts): a burst of load on a shared machine then cannot favour one of them
+        sandbox_log = ""
+        for rep in range(repeat):
+            for label, fn, args_ in (
+                ("batch1", run_cnnlab, (sub_k, tmp / f"o1-{rep}")),
+                ("batch1@1", run_cnnlab, (sub_1, tmp / f"o3-{rep}")),
+                ("sandbox", run_nbgrader, (sub_k,)),
+                ("sandbox@1", run_nbgrader, (nb_one,)),
+            ):
+                kw = {"jobs": 1, "exercises": exercises} if fn is run_cnnlab else {}
+                result = fn(*args_, **kw)
+                runs.setdefault(label, []).append(result[0])
+                if label not in walls or result[0] < walls[label]:
+                    walls[label], scores[label] = result[0], result[1]
+                if label == "sandbox":
+                    sandbox_log = result[2]
+                print(f"{label} (run {rep + 1}): {result[0]:.1f} s", flush=True)
+        timed("batch2", run_cnnlab, sub_k, tmp / "o2", jobs=2, exercises=exercises)
         plain = variant_course(course, tmp / "plain", sample, "plain")
         cases = tmp / "plain-cases"
         from grader import engine, registry
@@ -435,6 +456,7 @@ def main(argv: list[str] | None = None) -> None:
         latency = check_latency(release, tmp)
         print(f"check latency: {latency}", flush=True)
         warnings = sandbox_log.count("has changed")
+        loads.append(os.getloadavg()[0])
         if args.keep:
             shutil.copytree(course, args.keep, dirs_exist_ok=True)
     finally:
@@ -505,15 +527,23 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---:|---:|---:|---:|",
         *[f"| {g} | {m} | {w:.1f} s | {s:.1f} | {s / base:.2f}x |" for g, m, w, s in rows],
         "",
-        f"Cost of each further submission (from the same graders on 1 submission): cnnlab "
-        f"batch --jobs 1 {marginal_batch:.2f} s, nbgrader autograde with `configure_autograde` "
-        f"{marginal_sandbox:.2f} s ({marginal_sandbox / max(marginal_batch, 1e-9):.2f}x).",
+        f"Cost of each further submission (the same graders on 1 submission, the first of the "
+        f"sample): cnnlab batch --jobs 1 {marginal_batch:.2f} s, nbgrader autograde with "
+        f"`configure_autograde` {marginal_sandbox:.2f} s "
+        f"({marginal_sandbox / max(marginal_batch, 1e-9):.2f}x). These two graders ran "
+        f"{repeat} times each, alternated; the fastest run of each counts ("
+        + "; ".join(
+            f"{label} " + ", ".join(f"{w:.1f}" for w in runs[label]) + " s"
+            for label in ("batch1", "batch1@1", "sandbox", "sandbox@1")
+        )
+        + f"). Load average (1 min) {loads[0]:.2f} before them, {loads[-1]:.2f} at the end.",
         "",
         f"Goal: nbgrader autograde within 2x of cnnlab batch per submission — with "
         f"`configure_autograde`, {'met' if ratio <= 2 else 'NOT met'} on this sample's wall "
         f"time ({ratio:.2f}x, each tool's start included), "
         f"{'met' if further <= 2 else 'NOT met'} for each further submission "
-        f"({further:.2f}x: what remains is nbgrader's own work per notebook, sanitising, "
+        f"({further:.2f}x; on top of cnnlab's grading, which is the same sandbox runs as "
+        "batch, autograde does nbgrader's own work per notebook: two conversions, sanitising, "
         "gradebook rows and notebook files, which `cnnlab batch --nbgrader-gradebook` skips); "
         f"{per['kernel'] / base:.1f}x with the check cells in kernels; plain asserts "
         f"{per['plain'] / base:.2f}x. Scores: the sandboxed autograde agrees with cnnlab "
