@@ -65,6 +65,39 @@ def case_status(i: int) -> str:
     return f"case_{i:03d}.status.json"
 
 
+#: What the child was doing (``load<TAB>where`` or ``case<TAB>i``), so that a run killed for
+#: its time limit can say whether the student's code hung while loading (code at the top level)
+#: or inside the function. Overwritten at each step; the parent reads it after the child is
+#: gone and treats it as untrusted text (:func:`grader.sandbox.runner.read_progress`).
+PROGRESS_FILE = "progress.txt"
+PROGRESS_BYTES = 512
+
+
+class Progress:
+    """Writes :data:`PROGRESS_FILE` in the run folder; never raises (student code may have
+    exhausted file descriptors or hit the file-size limit: the marker is a courtesy)."""
+
+    def __init__(self, workdir: str | None) -> None:
+        self._path = os.path.join(workdir, PROGRESS_FILE) if workdir else None
+        self._open, self._write, self._close = os.open, os.write, os.close  # before student code
+        self.current = ""
+
+    def set(self, text: str) -> str:
+        """Record ``text`` as what runs now; returns what ran before (to restore)."""
+        before, self.current = self.current, text
+        if self._path is None:
+            return before
+        try:
+            fd = self._open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                self._write(fd, text.encode("utf-8", "replace")[:PROGRESS_BYTES])
+            finally:
+                self._close(fd)
+        except Exception:  # noqa: BLE001, S110 - a courtesy, never a failure
+            pass
+        return before
+
+
 # --------------------------------------------------------------------------- output capture
 
 
@@ -160,7 +193,8 @@ class StudentCode:
     #: stub, then a module that only imports it.
     RANK = {"def": 0, "class": 0, "value": 0, "stub": 1, "import": 2}
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], progress: Progress | None = None) -> None:
+        self.progress = progress or Progress(None)
         self.kind: str = data["kind"]
         self.sources: dict[str, str] = data["modules"]
         self.files: dict[str, str] = data.get("files", {})
@@ -226,6 +260,7 @@ class StudentCode:
             for number, label, cell in zip(numbers, labels, self.cells[name], strict=False):
                 fname = f"<{nb} cell {number}>"
                 self.display[fname] = f"{nb}, {label}"
+                self.progress.set(f"load\t{self.display[fname]}\tnotebook")
                 try:
                     exec(compile(cell, fname, "exec"), module.__dict__)
                 except BaseException as exc:  # noqa: BLE001 - one bad cell must not stop the rest
@@ -237,6 +272,7 @@ class StudentCode:
             return
         fname = self.filename(name)
         self.display[fname] = self.display_module(name)
+        self.progress.set(f"load\t{self.relative_file(name)}\tfile")
         exec(compile(self.sources[name], fname, "exec"), module.__dict__)
 
     def load(self, name: str) -> types.ModuleType | None:
@@ -248,6 +284,7 @@ class StudentCode:
         if name in self.broken:
             self.errors[name] = self.broken[name]
             return None
+        resume = self.progress.current  # what ran before this import (a case, an import)
         try:
             if name in self._private:  # clashes with an already imported module
                 module = types.ModuleType(name)
@@ -257,6 +294,8 @@ class StudentCode:
         except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's
             self.errors[name] = self.import_error(name, exc)
             return None
+        finally:
+            self.progress.set(resume)
         self.loaded[name] = module
         return module
 
@@ -660,7 +699,7 @@ def child_main(req: dict[str, Any], sync_fd: int, plan: Any = None, res: Any = N
         if with_audit:
             audit.install(policy)
         _capture_output(int(req["limits"]["output_bytes"]))
-        code = StudentCode(data)
+        code = StudentCode(data, Progress(workdir))
         _run_cases(code, harness, req)
         _flush_output()
     except BaseException:  # noqa: BLE001 - student code may have broken the child's own code
@@ -691,6 +730,7 @@ def _run_cases(code: StudentCode, harness: Any, req: dict[str, Any]) -> None:
 
     for i in range(int(req["n_cases"])):
         reserve = bytearray(2 * MB)  # freed on MemoryError so the status can be written
+        code.progress.set(f"case\t{i}")
         try:
             case = caseio.decode_case(
                 caseio.load_npz_strict(os.path.join(workdir, case_in(i)), kinds="biufcU")

@@ -51,6 +51,8 @@ from grader.plugins import plugin_package_paths, plugin_packages
 from grader.sandbox import caseio
 from grader.sandbox.child import (
     OUTPUT_FILE,
+    PROGRESS_BYTES,
+    PROGRESS_FILE,
     SUBMISSION_DIR,
     SUBMISSION_FILE,
     case_in,
@@ -673,6 +675,8 @@ class Sandbox:
             outcome = self._collect(
                 workdir, len(cases), report, timed_out, wall_limit, cpu_limit, max_output_bytes
             )
+            if len(outcome[0]) and outcome[0][-1].status in ("timeout", "memory", "crashed"):
+                outcome = (_locate_stop(workdir, outcome[0], submission), outcome[1])
         except GraderFailure:
             self._discard_server()
             raise
@@ -786,6 +790,66 @@ class Sandbox:
     def _near_memory(self, report: dict[str, Any]) -> bool:
         peak = int(report.get("maxrss_kb") or 0) * 1024
         return peak >= 0.8 * self.limits.memory_mb * _MB
+
+
+def read_progress(workdir: Path, submission: Submission) -> tuple[str, str] | None:
+    """What the child was doing when it stopped, from its :data:`PROGRESS_FILE`:
+    ``("load", where)`` (the student's code was being loaded: ``where`` is a file of the
+    submission, or a notebook and its cell), ``("case", index)``, or ``None`` (nothing
+    recorded, or a text that names no file of this submission: the student's code can write
+    the run folder, so the marker is only believed when it names one of the student's own
+    files)."""
+    try:
+        raw = caseio.read_regular(workdir / PROGRESS_FILE, PROGRESS_BYTES)
+    except (OSError, caseio.BadArrayFile):
+        return None
+    parts = raw.decode("utf-8", "replace").split("\t")
+    if len(parts) == 2 and parts[0] == "case" and parts[1].isdigit():
+        return "case", parts[1]
+    if len(parts) != 3 or parts[0] != "load" or parts[2] not in ("file", "notebook"):
+        return None
+    where, kind = parts[1], parts[2]
+    files = {str(f) for f in submission.files.values()}
+    names = files | {f.rsplit("/", 1)[-1] for f in files}
+    owner = where.split(", ", 1)[0] if kind == "notebook" else where
+    if owner not in names or not where.isprintable():
+        return None
+    return "load", where
+
+
+def _locate_stop(
+    workdir: Path, cases: tuple[CaseOutcome, ...], submission: Submission
+) -> tuple[CaseOutcome, ...]:
+    """``cases`` with the message of the cases a timeout, a crash or a blow-up stopped told
+    where it happened when that was while loading the student's code: code at the top level
+    of a file (or in a notebook cell) runs every time the file is graded, before any function
+    is called, and is the usual cause of a "timeout" in every case."""
+    progress = read_progress(workdir, submission)
+    if progress is None or progress[0] != "load":
+        return cases
+    where = progress[1]
+    notebook = where.split(", ", 1)[0].endswith(".ipynb")
+    stopped = cases[-1]
+    advice = ""
+    if stopped.status == "timeout":
+        advice = (
+            "; code outside any function runs whenever your work is graded: put a long "
+            "computation, a training run or an endless loop inside a function"
+            + (
+                ", or in a cell of its own that defines nothing (grading skips such cells)"
+                if notebook
+                else ', or under `if __name__ == "__main__":`'
+            )
+        )
+    message = (
+        f"{stopped.message} while your code was being loaded ({where} had not finished){advice}"
+    )
+    return tuple(
+        CaseOutcome(c.status, c.outputs, message)
+        if c.status == stopped.status and c.message == stopped.message
+        else c
+        for c in cases
+    )
 
 
 #: Default bound on the arrays one case may return (bytes) when the caller gives none.

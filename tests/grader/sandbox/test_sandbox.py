@@ -149,6 +149,52 @@ def test_timeout_keeps_the_cases_before_it(box, tmp_path):
     assert outcome.cases[1].message == "killed after 2.0 s (time limit)"
 
 
+def test_timeout_while_loading_names_the_file_and_says_what_to_do(box, tmp_path):
+    """A loop at the top level hangs before the function is ever called: the message says the
+    code was being loaded and which file, with the fix (a function, or the __main__ guard)."""
+    path = write(tmp_path, "shapes.py", CORRECT + "\nwhile True:\n    pass\n")
+    (case,) = run(box, path).cases
+    assert case.status == "timeout"
+    assert case.message.startswith(
+        "killed after 2.0 s (time limit) while your code was being loaded (shapes.py had not "
+        "finished); code outside any function runs whenever your work is graded"
+    )
+    assert '`if __name__ == "__main__":`' in case.message
+
+
+def test_timeout_in_a_notebook_cell_names_the_cell(box, tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import numpy as np"),
+        nbformat.v4.new_code_cell(
+            CORRECT + "\nfor _ in iter(int, 1):  # an endless loop\n    pass"
+        ),
+    ]
+    path = tmp_path / "hw.ipynb"
+    path.write_text(nbformat.writes(nb))
+    (case,) = run(box, path).cases
+    assert case.status == "timeout"
+    assert "(hw.ipynb, the cell defining conv_output_size (code cell 2) had not finished)" in (
+        case.message
+    )
+    assert "in a cell of its own that defines nothing" in case.message
+
+
+def test_timeout_in_the_function_is_not_blamed_on_loading(box, tmp_path):
+    """The loop is in the function: the message stays the plain time limit, even when the
+    function writes a fake progress marker naming no file of the submission."""
+    path = write(
+        tmp_path,
+        "sol.py",
+        "def conv_output_size(**kw):\n"
+        "    open('progress.txt', 'w').write('load\\tsecret.py\\tfile')\n"
+        "    while True:\n        pass\n",
+    )
+    (case,) = run(box, path).cases
+    assert case.status == "timeout"
+    assert case.message == "killed after 2.0 s (time limit)"
+
+
 def test_timeout_s_overrides_the_wall_limit(box, tmp_path):
     path = write(
         tmp_path, "sol.py", "import time\ndef conv_output_size(**kw):\n    time.sleep(60)\n"
