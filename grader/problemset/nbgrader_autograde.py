@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,33 @@ class ExecuteInSandbox(Execute):
         return nb, resources
 
 
+class RestoreCheckCells(NbGraderPreprocessor):
+    """In ``nbgrader autograde``'s first pass, before ``OverwriteCells``: gives a notebook
+    back the nbgrader metadata its cells lost (re-saved by an editor that drops it: cells
+    are recognised by content) and puts back cnnlab check cells a student deleted
+    (:func:`grader.problemset.nbgrader_gradebook.restore_cells`). cnnlab grades the answers
+    by content either way; without this nbgrader would record no score for such a notebook
+    and ask for a manual grade of every cell, where ``cnnlab batch --nbgrader-gradebook``
+    records cnnlab's scores."""
+
+    def preprocess(
+        self, nb: NotebookNode, resources: ResourcesDict
+    ) -> tuple[NotebookNode, ResourcesDict]:
+        from grader.problemset.nbgrader_gradebook import restore_cells, source_cells
+
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            cells = source_cells(gb, info["notebook"], info["assignment"])
+        notes = restore_cells(nb, cells)
+        if notes:
+            nb.cells = [from_dict(cell) for cell in nb.cells]
+            for note in notes:
+                self.log.warning(
+                    "cnnlab: %s, %s.ipynb: %s", info.get("student"), info["notebook"], note
+                )
+        return nb, resources
+
+
 class FlagGraderErrors(NbGraderPreprocessor):
     """After ``SaveAutoGrades``: a check cnnlab could not grade keeps no auto score and is
     marked as needing a manual grade (a grader failure is never a grade)."""
@@ -232,9 +260,28 @@ def autograde_preprocessors() -> list[type]:
     return out
 
 
+def sanitize_preprocessors() -> list[type]:
+    """nbgrader's first autograde pass with :class:`RestoreCheckCells` before
+    ``OverwriteCells``."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import OverwriteCells
+
+    out: list[type] = []
+    for pp in Autograde.class_traits()["sanitize_preprocessors"].default():
+        if pp is OverwriteCells:
+            out.append(RestoreCheckCells)
+        out.append(pp)
+    return out
+
+
 def configure_autograde(c: Config, *, seed: int) -> Config:
     """Make ``nbgrader autograde`` grade cnnlab's check cells in the sandbox with ``seed``
     (call it in ``nbgrader_config.py`` with the ``c = get_config()`` object).
+
+    nbgrader's first pass gets :class:`RestoreCheckCells` (metadata put back by content,
+    deleted check cells put back), so that nbgrader records cnnlab's score for every check.
+    ``seed`` must be the staff's own: the check cases are drawn from it, so with cnnlab's
+    public default (2026) a student could compute them; a warning says so.
 
     It also sets ``$CNNLAB_GRADING_SEED`` for the commands that still run kernels (``nbgrader
     validate``; an instructor's own notebooks), so a kernel-side check grades with the same seed,
@@ -242,6 +289,18 @@ def configure_autograde(c: Config, *, seed: int) -> Config:
     skips a cell with that tag and nbgrader gives a test cell without output full marks: a
     student could tag a test cell) by skipping only a random tag nobody knows.
     """
+    from grader.seeds import DEFAULT_SEED
+
+    if int(seed) == DEFAULT_SEED:
+        warnings.warn(
+            f"cnnlab: grading with seed {DEFAULT_SEED}, cnnlab's public default: anyone with "
+            "cnnlab's source can compute its check cases and hard-code the answers. Generate "
+            "the notebooks with a seed of your own (`cnnlab generate --seed N`, N kept among "
+            "the staff) and grade with that N (docs/instructors.md)",
+            UserWarning,
+            stacklevel=2,
+        )
+    c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
     c.ExecuteInSandbox.seed = int(seed)
     c.Execute.skip_cells_with_tag = f"cnnlab-never-skip-{secrets.token_hex(8)}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from grader.problemset.nbgrader_bridge import (
     check_message,
     check_outputs,
     checked_exercise,
+    is_check_cell,
     scaled_score,
 )
 
@@ -121,6 +123,178 @@ def cell_map(gradebook: Any, assignment: str, where: str) -> CellMap:
     return CellMap(grade_cells, answer_cells)
 
 
+@dataclass(frozen=True)
+class SourceCell:
+    """One cell of an assignment's source notebook as nbgrader's gradebook keeps it
+    (``generate_assignment`` saved it): a locked, grade or solution cell.
+
+    Attributes:
+        name: its ``grade_id`` (``test_<exercise>`` for a check cell, ``<exercise>`` for an
+            answer cell).
+        cell_type: ``code`` or ``markdown``.
+        source: the released source.
+        locked: whether nbgrader restores the source of a submitted copy (``OverwriteCells``).
+        checksum: nbgrader's checksum of the released cell.
+        grade: a grade cell (autograder test or manually graded answer).
+        solution: a solution (answer) cell.
+        points: a grade cell's points, else ``None``.
+    """
+
+    name: str
+    cell_type: str
+    source: str
+    locked: bool
+    checksum: str | None
+    grade: bool
+    solution: bool
+    points: float | None
+
+    def metadata(self) -> dict[str, Any]:
+        """The cell's ``nbgrader`` metadata as ``generate_assignment`` released it."""
+        meta: dict[str, Any] = {
+            "grade": self.grade,
+            "grade_id": self.name,
+            "locked": self.locked,
+            "schema_version": 3,
+            "solution": self.solution,
+        }
+        if self.checksum:
+            meta["checksum"] = self.checksum
+        if self.grade:
+            meta["points"] = self.points
+        return meta
+
+
+def source_cells(gradebook: Any, notebook: str, assignment: str) -> list[SourceCell]:
+    """The source cells of ``notebook`` (its name without ``.ipynb``) in ``assignment``, in
+    notebook order, from nbgrader's gradebook; ``[]`` when the gradebook does not have it."""
+    api = _import_api()
+    try:
+        record = gradebook.find_notebook(notebook, assignment)
+    except api.MissingEntry:
+        return []
+    points = {c.name: float(c.max_score) for c in record.grade_cells}
+    solutions = {c.name for c in record.solution_cells}
+    return [
+        SourceCell(
+            name=c.name,
+            cell_type=c.cell_type,
+            source=c.source or "",
+            locked=bool(c.locked),
+            checksum=c.checksum,
+            grade=c.name in points,
+            solution=c.name in solutions,
+            points=points.get(c.name),
+        )
+        for c in record.source_cells
+    ]
+
+
+_DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.M)
+
+
+def _text(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _grade_id(cell: dict[str, Any]) -> str | None:
+    meta = cell.get("metadata")
+    nb = meta.get("nbgrader") if isinstance(meta, dict) else None
+    grade_id = nb.get("grade_id") if isinstance(nb, dict) else None
+    return grade_id if isinstance(grade_id, str) and grade_id else None
+
+
+def _released_cell(cell: SourceCell) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "cell_type": cell.cell_type,
+        "id": re.sub(r"[^A-Za-z0-9_-]", "-", f"cnnlab-{cell.name}")[:64],
+        "metadata": {"deletable": False, "editable": False, "nbgrader": cell.metadata()},
+        "source": cell.source,
+    }
+    if cell.cell_type == "code":
+        out["execution_count"] = None
+        out["outputs"] = []
+    return out
+
+
+def restore_cells(
+    document: dict[str, Any], cells: list[SourceCell], *, overwrite_locked: bool = False
+) -> list[str]:
+    """Put back, in a submitted notebook, what cnnlab's grading of it does not depend on but
+    nbgrader's recording of the grades does; returns one line per change, for the log.
+
+    * **Metadata, by content** (a notebook re-saved without nbgrader's metadata): a cnnlab
+      check cell gets its grade cell's metadata (``test_<exercise>``, points), a code cell
+      defining an answer cell's function or class (``def maxpool2d_forward``) that answer
+      cell's, and a cell whose source is a locked cell's exact source that cell's. A grade id
+      the notebook already has is never given twice.
+    * **Deleted check cells**: a cnnlab check cell of the source that is missing is put back
+      as released, after the answer cell of its exercise (else after the nearest earlier
+      source cell the notebook has, else at the end), so that nbgrader records cnnlab's score
+      for it instead of asking for a manual grade. Other grade cells are left to nbgrader
+      (``OverwriteCells.add_missing_cells``).
+    * With ``overwrite_locked`` (``cnnlab batch``; ``nbgrader autograde`` has its own
+      ``OverwriteCells``): a locked cell whose source was edited gets its released source.
+
+    Args:
+        document: the notebook as JSON (``dict``; an ``nbformat.NotebookNode`` works too),
+            changed in place.
+        cells: its source cells (:func:`source_cells`).
+        overwrite_locked: also restore edited locked cells.
+    """
+    if not cells:
+        return []
+    notes: list[str] = []
+    by_name = {c.name: c for c in cells}
+    nb_cells = document.setdefault("cells", [])
+    present = {g for g in (_grade_id(c) for c in nb_cells) if g}
+    locked_sources = {c.source: c for c in cells if c.locked and not c.grade}
+    for index, cell in enumerate(nb_cells):
+        if _grade_id(cell) is not None:
+            continue
+        found: SourceCell | None = None
+        exercise = checked_exercise(cell)
+        if exercise is not None:
+            found = by_name.get(f"test_{exercise}")
+        elif cell.get("cell_type") == "code":
+            text = _text(cell)
+            for name in _DEFINED.findall(text):
+                if name in by_name and by_name[name].solution:
+                    found = by_name[name]
+                    break
+            if found is None and text in locked_sources:
+                found = locked_sources[text]
+        if found is None or found.name in present or found.cell_type != cell.get("cell_type"):
+            continue
+        cell.setdefault("metadata", {})["nbgrader"] = found.metadata()
+        present.add(found.name)
+        notes.append(f"cell {index + 1}: nbgrader metadata put back ({found.name})")
+    if overwrite_locked:
+        for cell in nb_cells:
+            source = by_name.get(_grade_id(cell) or "")
+            if source is not None and source.locked and _text(cell) != source.source:
+                cell["source"] = source.source
+                notes.append(f"{source.name}: edited locked cell restored as released")
+    order = [c.name for c in cells]
+    for position, source in enumerate(cells):
+        if source.name in present or not (
+            source.grade
+            and source.name.startswith("test_")
+            and is_check_cell({"cell_type": source.cell_type, "source": source.source})
+        ):
+            continue
+        where = {g: i for i, c in enumerate(nb_cells) if (g := _grade_id(c))}
+        anchor = where.get(source.name[len("test_") :])
+        if anchor is None:
+            earlier = [where[n] for n in order[:position] if n in where]
+            anchor = max(earlier) if earlier else len(nb_cells) - 1
+        nb_cells.insert(anchor + 1, _released_cell(source))
+        present.add(source.name)
+        notes.append(f"{source.name}: deleted check cell put back as released")
+    return notes
+
+
 def check_course(course: Path, assignments: Iterable[str], db: str | None = None) -> None:
     """Fail early (before grading) when the gradebook or an assignment is missing.
 
@@ -163,10 +337,19 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_autograded(
-    course: Path, student: str, assignment: str, records: dict[str, dict[str, Any]]
+    course: Path,
+    student: str,
+    assignment: str,
+    records: dict[str, dict[str, Any]],
+    released: dict[str, list[SourceCell]] | None = None,
 ) -> list[Path]:
     """``autograded/<student>/<assignment>/``: each submitted notebook with its check cells'
-    outputs filled from ``records`` (exercise -> record), and ``timestamp.txt``."""
+    outputs filled from ``records`` (exercise -> record), and ``timestamp.txt``.
+
+    With ``released`` (notebook name -> its :func:`source_cells`), each notebook first gets
+    back what ``nbgrader autograde`` would put back (:func:`restore_cells`: metadata by
+    content, edited locked cells, deleted check cells), so formgrader shows the released
+    check cells with cnnlab's outputs, never a student's edit of them."""
     source = course / "submitted" / student / assignment
     dest = course / "autograded" / student / assignment
     written = []
@@ -175,6 +358,9 @@ def write_autograded(
             document = json.loads(notebook.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # unreadable: cnnlab batch already recorded why
+        if not isinstance(document, dict):
+            continue
+        restore_cells(document, (released or {}).get(notebook.stem, []), overwrite_locked=True)
         count = 0
         for cell in document.get("cells", []):
             name = checked_exercise(cell)
@@ -235,6 +421,7 @@ def write_grades(
     url = db_url(course, db)
     out = GradebookWrite()
     maps: dict[str, CellMap] = {}
+    released: dict[str, dict[str, list[SourceCell]]] = {}
     with api.Gradebook(url) as gb:
         for row in rows:
             assignment, student = row.assignment, row.student
@@ -277,6 +464,11 @@ def write_grades(
                     comment.auto_comment = check_message(record, points)
             gb.db.commit()
             if autograded:
-                write_autograded(course, student, assignment, records)
+                if assignment not in released:
+                    released[assignment] = {
+                        nb.name: source_cells(gb, nb.name, assignment)
+                        for nb in gb.find_assignment(assignment).notebooks
+                    }
+                write_autograded(course, student, assignment, records, released[assignment])
             out.submissions.append((student, assignment))
     return out

@@ -87,6 +87,22 @@ def _student_copy(released: dict, source: dict, kind: str) -> dict:
     copy = json.loads(json.dumps(released))
     if kind == "blank":
         return copy
+    if kind == "bare":  # solved, then re-saved by an editor that drops nbgrader's metadata
+        copy = _student_copy(released, source, "solved")
+        for cell in copy["cells"]:
+            cell["metadata"] = {}
+        return copy
+    if kind == "deleter":  # solved; fakes the forward's check cell, deletes the backward's
+        copy = _student_copy(released, source, "solved")
+        for cell in copy["cells"]:
+            if cell["metadata"].get("nbgrader", {}).get("grade_id") == "test_maxpool2d_forward":
+                cell["source"] = "print('PASSED')\n2"
+        copy["cells"] = [
+            c
+            for c in copy["cells"]
+            if c["metadata"].get("nbgrader", {}).get("grade_id") != "test_maxpool2d_backward"
+        ]
+        return copy
     for cell in copy["cells"]:
         grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
         if not cell["metadata"].get("nbgrader", {}).get("solution"):
@@ -136,7 +152,14 @@ def _cnnlab_scores(notebooks: dict[str, Path]) -> dict[str, dict[str, float]]:
     return out
 
 
-KINDS = {"alice": "solved", "bob": "blank", "carol": "partial", "mallory": "cheater"}
+KINDS = {
+    "alice": "solved",
+    "bob": "blank",
+    "carol": "partial",
+    "mallory": "cheater",
+    "dora": "bare",
+    "dave": "deleter",
+}
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +173,20 @@ def autograded(tmp_path_factory) -> tuple[Path, str]:
     _submit(course, KINDS)
     log = _nbgrader(course, "autograde", ASSIGNMENT, "--create", "--force")
     return course, log
+
+
+def _manual_grades(course: Path) -> list[tuple[str, str]]:
+    """(student, grade cell) of every grade nbgrader asks a person for."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return [
+            (sub.student.id, g.name)
+            for sub in gb.assignment_submissions(ASSIGNMENT)
+            for nb in sub.notebooks
+            for g in nb.grades
+            if g.needs_manual_grade
+        ]
 
 
 def _gradebook_scores(course: Path) -> dict[str, dict[str, float | None]]:
@@ -288,6 +325,33 @@ def test_configure_autograde_replaces_execute_and_flags_grader_errors(monkeypatc
         nba.resolve_seed(None)
 
 
+def _stdout(outputs: list) -> str:
+    return "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+
+
+def test_unsaved_definitions_compare_what_the_kernel_ran_with_the_saved_file():
+    saved = {
+        "cells": [
+            {"cell_type": "code", "source": "import numpy as np\ndef f(x):\n    return x\n"},
+            {"cell_type": "code", "source": ["def helper():\n", "    return 2"]},
+            {
+                "cell_type": "code",
+                "source": f"{nbgrader_bridge.CHECK_IMPORT}\ncheck('f', notebook='n')",
+            },
+        ]
+    }
+    same = ["import numpy as np\ndef f(x):\n    return x   \n\n", "def helper():\n    return 2"]
+    assert nbgrader_bridge.unsaved_definitions(saved, same) == []
+    edited = [*same, "def f(x):\n    return 2 * x"]  # run after an edit, not saved
+    assert nbgrader_bridge.unsaved_definitions(saved, edited) == ["f"]
+    assert nbgrader_bridge.unsaved_definitions(saved, [*edited, same[0]]) == []  # ran again
+    assert nbgrader_bridge.unsaved_definitions(saved, ["def other(): pass"]) == []
+    assert nbgrader_bridge.unsaved_definitions(saved, None) == []  # not in IPython
+    note = nbgrader_bridge.unsaved_note(["f"], "hw.ipynb")
+    assert note.startswith("Note: the saved hw.ipynb defines f differently") and "Ctrl-S" in note
+    assert nbgrader_bridge.unsaved_note([], "hw.ipynb") == ""
+
+
 # --------------------------------------------------------------------------- slow: pipelines
 
 
@@ -307,7 +371,13 @@ def test_autograde_in_the_sandbox_records_cnnlabs_scores(autograded):
     assert recorded["bob"] == {"maxpool2d_forward": 0.0, "maxpool2d_backward": 0.0}
     assert 0.0 < recorded["carol"]["maxpool2d_backward"] < 4.0  # partial credit
     assert recorded["mallory"]["maxpool2d_forward"] == 0.0  # the fake check never ran
-    assert "has changed" not in log and "checksum" not in log
+    # re-saved without metadata, or with a check cell faked and one deleted: cnnlab's scores
+    # are recorded all the same (RestoreCheckCells), none is left for a manual grade
+    assert recorded["dora"] == recorded["dave"] == recorded["alice"]
+    assert _manual_grades(course) == []
+    assert "test_maxpool2d_backward: deleted check cell put back as released" in log
+    # the only checksum warning: dave's edit of a locked check cell (nbgrader restores it)
+    assert log.count("has changed") == 1 and "test_maxpool2d_forward has changed" in log
     assert "Kernel" not in log  # no kernel was started
 
 
@@ -361,6 +431,23 @@ def test_batch_writes_grades_into_nbgraders_gradebook(autograded, tmp_path):
         if o["output_type"] == "execute_result"
     ]
     assert values == ["2.0", repr(_gradebook_scores(course)["carol"]["maxpool2d_backward"])]
+    # formgrader shows the released check cells with cnnlab's outputs, never a student's
+    # edit of one, and a deleted one is back (as nbgrader autograde does)
+    for student in ("dave", "dora"):
+        document = json.loads(
+            (course / "autograded" / student / ASSIGNMENT / f"{TOPIC}.ipynb").read_text()
+        )
+        checks = [c for c in document["cells"] if nbgrader_bridge.is_check_cell(c)]
+        assert [nbgrader_bridge.checked_exercise(c) for c in checks] == [
+            "maxpool2d_forward",
+            "maxpool2d_backward",
+        ], student
+        assert [c["metadata"]["nbgrader"]["grade_id"] for c in checks] == [
+            "test_maxpool2d_forward",
+            "test_maxpool2d_backward",
+        ]
+        assert all(c["outputs"][-1]["data"]["text/plain"] in ("2.0", "4.0") for c in checks)
+        assert not any("PASSED" in "".join(c["source"]) for c in document["cells"])
 
 
 def test_nbgrader_gradebook_needs_an_nbgrader_course(tmp_path):
@@ -410,7 +497,10 @@ def test_exchange_release_fetch_submit_collect(tmp_path):
     exchange = tmp_path / "exchange"
     exchange.mkdir()
     exchange.chmod(0o1777)
-    course = _make_course(tmp_path / "course", f"c.Exchange.root = {str(exchange)!r}\n")
+    course = _make_course(
+        tmp_path / "course",
+        f"c.Exchange.root = {str(exchange)!r}\nc.ExchangeCollect.check_owner = False\n",
+    )
     _nbgrader(course, "release_assignment", ASSIGNMENT)
     student = tmp_path / "alice"
     student.mkdir()
@@ -427,7 +517,8 @@ def test_exchange_release_fetch_submit_collect(tmp_path):
     solved = _student_copy(json.loads(fetched.read_text()), source, "solved")
     fetched.write_text(json.dumps(solved))
     _nbgrader(student, "submit", ASSIGNMENT, "--student", "alice", env=env)
-    _nbgrader(course, "collect", ASSIGNMENT)
+    collected_log = _nbgrader(course, "collect", ASSIGNMENT)
+    assert "cheating attempt" not in collected_log  # one OS user submitted as alice
     collected = course / "submitted" / "alice" / ASSIGNMENT
     assert json.loads((collected / f"{TOPIC}.ipynb").read_text()) == solved
     assert (collected / "timestamp.txt").is_file()
@@ -483,5 +574,16 @@ def test_check_in_a_real_kernel_answers_within_a_second_after_the_first(tmp_path
         assert 0.0 < float(value(outputs)) < 4.0
         client.execute_cell(pid_cell, len(nb.cells) - 1)
         assert value(pid_cell.outputs) == pid  # the same service
+        # saved but not run: the check graded the file and says the kernel ran another version
+        note = f"Note: the saved {TOPIC}.ipynb defines maxpool2d_backward differently"
+        assert note in _stdout(outputs)
+        nb.cells[answer].source = doc["cells"][answer]["source"]
+        run(answer)  # now run as saved: no note
+        _, outputs = run(checks["maxpool2d_backward"])
+        assert note not in _stdout(outputs)
+        nb.cells[answer].source += "\n_debug = 1\n"  # edited and run, not saved
+        run(answer)
+        _, outputs = run(checks["maxpool2d_backward"])
+        assert note in _stdout(outputs) and "save the notebook (Ctrl-S)" in _stdout(outputs)
     assert cached < 0.5, cached
     assert warm < max(1.0, cold / 3), (warm, cold)  # BENCHMARKS.md has the measured numbers
