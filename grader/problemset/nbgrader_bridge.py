@@ -360,6 +360,61 @@ def grade_notebook(
     return records
 
 
+_DEFINES = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.M)
+
+
+def _kernel_inputs() -> list[str] | None:
+    """The raw source of every cell this IPython kernel ran this session, in order; ``None``
+    outside IPython."""
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if callable(get) else None
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    return [str(x) for x in history] if isinstance(history, list) else None
+
+
+def _normalised(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip("\n").splitlines()).strip()
+
+
+def unsaved_definitions(document: dict[str, Any], inputs: list[str] | None) -> list[str]:
+    """Top-level functions and classes whose last definition run in the kernel (``inputs``,
+    the cells it ran, in order) differs from their last definition in the saved notebook
+    ``document``: the student edited and ran a cell without saving (a check grades the saved
+    file), or saved an edit without running it. Check cells are ignored; so are names only
+    one side defines. Sorted."""
+    if not inputs:
+        return []
+    saved: dict[str, str] = {}
+    for cell in document.get("cells", []):
+        if cell.get("cell_type") != "code" or is_check_cell(cell):
+            continue
+        source = cell.get("source", "")
+        text = "".join(source) if isinstance(source, list) else str(source)
+        for name in _DEFINES.findall(text):
+            saved[name] = _normalised(text)
+    ran: dict[str, str] = {}
+    for text in inputs:
+        if CHECK_IMPORT in text:
+            continue
+        for name in _DEFINES.findall(text):
+            ran[name] = _normalised(text)
+    return sorted(n for n in saved.keys() & ran.keys() if saved[n] != ran[n])
+
+
+def unsaved_note(names: list[str], notebook: str) -> str:
+    """The line a check prints under its feedback when :func:`unsaved_definitions` found
+    ``names`` (empty string when none)."""
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"Note: the saved {notebook} defines {shown} differently from what this kernel last "
+        "ran. This check graded the saved file: save the notebook (Ctrl-S) and run the check "
+        "again to grade what you ran."
+    )
+
+
 def _caller_is_main(depth: int = 2) -> bool:
     try:
         frame = sys._getframe(depth)
@@ -432,15 +487,18 @@ def check(
         record = _RESULTS.get((key, exercise))
         if record is None:
             raise CheckError(f"cnnlab returned no result for {exercise}")
+        note = ""
+        if os.environ.get(NBGRADER_EXECUTION_ENV) != "autograde":
+            note = unsaved_note(unsaved_definitions(document, _kernel_inputs()), notebook)
         if record["status"] == "not_checked":
-            print(f"{exercise}: {record['feedback']}")
+            print(f"{exercise}: {record['feedback']}" + (f"\n{note}" if note else ""))
             return None
         points = float(record["max_score"])
         for cell in document.get("cells", []):
             if checked_exercise(cell) == exercise:
                 points = cell_points(cell, points)
                 break
-        message = check_message(record, points)
+        message = check_message(record, points) + (f"\n{note}" if note else "")
         if record["status"] == "grader_error":
             raise CheckError(message)
         print(message)
