@@ -41,7 +41,6 @@ be inside the course folder.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -52,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.errors import ConfigError
+from grader.errors import ConfigError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,8 +145,7 @@ def _display(path: Path) -> str:
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return did_you_mean(name, options)
 
 
 # --------------------------------------------------------------------------- line finding

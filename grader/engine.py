@@ -55,7 +55,7 @@ from grader.compare import (
     outputs_match,
     pictures,
 )
-from grader.errors import ConfigError, GraderFailure, UnknownExerciseError
+from grader.errors import ConfigError, GraderFailure, UnknownExerciseError, did_you_mean
 from grader.results import Result, Status, SubmissionResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -668,7 +668,6 @@ def _select_saved(
     requested = list(requested or [])
     if not requested:
         return prepared
-    import difflib
 
     by_name = {p.name: p for p in prepared}
     for name in requested:
@@ -677,8 +676,7 @@ def _select_saved(
 
             raise UnknownExerciseError(not_checked_message(name, not_checked[name]) + ".")
         if name not in by_name:
-            close = difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, by_name)
             raise UnknownExerciseError(
                 f"unknown exercise {name!r}.{hint} The check cases hold: {', '.join(by_name)}."
             )

@@ -32,3 +32,23 @@ class GraderFailure(Exception):
 
     Deliberately not a ``CnnlabError``: it is a bug or an environment fault, exit status 3.
     """
+
+
+def did_you_mean(name: str, options: object) -> str:
+    """``" Did you mean 'a', 'b'?"`` for the options ``name`` most likely meant (``""`` when
+    none): first those it begins, or is a whole ``_``-separated part of, ignoring case (``q1``
+    -> ``q1_conv_layer_params``, ``backward`` -> ``maxpool2d_backward``), then the closest
+    spellings (:func:`difflib.get_close_matches`, cutoff 0.5); three at most."""
+    import difflib
+
+    choices = [str(o) for o in options]  # type: ignore[attr-defined]
+    key = name.strip().lower()
+    picked: list[str] = []
+    if key:
+        picked = [c for c in choices if c.lower().startswith(key)]
+        picked += [c for c in choices if key in c.lower().split("_") and c not in picked]
+    picked += [
+        c for c in difflib.get_close_matches(name, choices, n=3, cutoff=0.5) if c not in picked
+    ]
+    picked = picked[:3]
+    return f" Did you mean {', '.join(repr(c) for c in picked)}?" if picked else ""

@@ -22,7 +22,6 @@ grading process of the Gradescope autograder) see the same exercises as the comm
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grader.errors import UnknownExerciseError
+from grader.errors import UnknownExerciseError, did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     from grader.plugins import PluginProblem, PluginSource
@@ -356,8 +355,7 @@ def names() -> list[str]:
 
 
 def _unknown(name: str, known: Iterable[str], tail: str) -> UnknownExerciseError:
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, known)
     broken = [
         p
         for p in _PROBLEMS
@@ -392,8 +390,7 @@ def select(requested: Iterable[str] | None) -> list[ExerciseSpec]:
     for n in requested:
         get(n)  # unknown names fail with a "did you mean"
         if view is not None and n not in view.exercises:
-            close = difflib.get_close_matches(n, list(view.exercises), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(n, view.exercises)
             raise UnknownExerciseError(
                 f"exercise {n!r} is not in assignment {view.assignment!r}.{hint} "
                 f"The assignment has: {', '.join(view.exercises)}."

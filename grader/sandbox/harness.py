@@ -225,7 +225,14 @@ def _run_backward(
     forward_kwargs = {k: v for k, v in case.items() if k != "dout"}
     dout = case["dout"]
     fwd = forward_name(function)
-    value = get(fwd)(**forward_kwargs)
+    try:
+        value = get(fwd)(**forward_kwargs)
+    except NotImplementedError as exc:  # the forward's stub: say which function to finish
+        said = f" ({exc})" if str(exc) else ""
+        raise NotImplementedError(
+            f"{function} uses your {fwd} to make its cache, and {fwd} is not implemented "
+            f"yet{said}: finish {fwd} first"
+        ) from None
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise BadReturn(
             f"{function} uses your {fwd} to make its cache, and {fwd} must return a pair "

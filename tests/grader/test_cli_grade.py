@@ -78,11 +78,26 @@ def test_unfilled_stubs_are_not_implemented(tmp_path):
     assert "Exercise 1.1: conv_output_size" in doc["exercises"][0]["feedback"]
 
 
+def test_a_backward_whose_forward_is_a_stub_says_to_finish_the_forward(tmp_path):
+    """The backward is graded on the cache of the student's own forward: while the forward is
+    the stub, the backward's row says that, not the forward's NotImplementedError alone."""
+    stubs = write_stubs(tmp_path / "stubs")
+    (tmp_path / "pooling.py").write_text((stubs / "pooling.py").read_text())
+    args = [str(tmp_path / "pooling.py"), "-e", "maxpool2d_backward", "--seed", "1"]
+    result = _invoke(*args, "--json", str(tmp_path / "r.json"))
+    (row,) = json.loads((tmp_path / "r.json").read_text())["exercises"]
+    assert row["status"] == "not_implemented", result.output
+    assert "maxpool2d_backward uses your maxpool2d_forward to make its cache" in row["feedback"]
+    assert row["feedback"].endswith("finish maxpool2d_forward first")
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [
         (["does/not/exist"], "no such"),
         ([str(PLAIN_LOOPS), "-e", "maxpool2d_backwrd"], "Did you mean 'maxpool2d_backward'"),
+        ([str(PLAIN_LOOPS), "-e", "q1"], "Did you mean 'q1_conv_layer_params'?"),  # a prefix
+        ([str(PLAIN_LOOPS), "-e", "Q3"], "Did you mean 'q3_dilated_output_size'?"),
         ([str(PLAIN_LOOPS), "--seed", "-4"], "--seed"),
         ([str(PLAIN_LOOPS), "--json", "/"], "is a folder"),
     ],
