@@ -34,6 +34,7 @@ import ast
 import datetime
 import importlib.util
 import json
+import os
 import re
 import secrets
 import shutil
@@ -462,6 +463,10 @@ def write_bundle(
             written += sorted(
                 p.relative_to(staging).as_posix() for p in (staging / CASES_DIR).rglob("*")
             )
+            # mkdtemp made the staging folder 0700; the bundle gets a folder's usual mode
+            mask = os.umask(0o022)
+            os.umask(mask)
+            staging.chmod(0o777 & ~mask)
             if out.exists():
                 shutil.rmtree(out)
             staging.rename(out)

@@ -4,7 +4,9 @@ The file is CSV with a header row, as nbgrader's ``nbgrader db student import`` 
 (``id,first_name,last_name,email``); the id column may also be called ``student_id`` or
 ``student``, and every other column is ignored. A student id becomes a folder name and the
 input of the seed derivation, so it must be non-empty, unique and made of letters, digits and
-``._@+-``. Every problem is reported with its line number, before anything is written.
+``._@+-``; two ids that differ only in case are one student (one folder on a
+case-insensitive file system). Every problem is reported with its line number, before
+anything is written.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def read_roster(path: str | Path) -> list[str]:
             "the columns, e.g. id,first_name,last_name,email"
         )
     students: list[str] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[str, int]] = {}
     for number, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue  # a blank line
@@ -68,11 +70,19 @@ def read_roster(path: str | Path) -> list[str]:
                 f"{where}, line {number}: student id {student!r} has characters other than "
                 "letters, digits and ._@+- (it becomes a folder name)"
             )
-        if student in seen:
-            raise ConfigError(
-                f"{where}, line {number}: student {student!r} is already on line {seen[student]}"
+        key = student.casefold()  # S1 and s1 would be one folder on macOS and Windows
+        if key in seen:
+            first, line = seen[key]
+            same = (
+                ""
+                if first == student
+                else f" as {first!r} (ids differing only in case are one folder on macOS and "
+                "Windows)"
             )
-        seen[student] = number
+            raise ConfigError(
+                f"{where}, line {number}: student {student!r} is already on line {line}{same}"
+            )
+        seen[key] = (student, number)
         students.append(student)
     if not students:
         raise ConfigError(f"{where}: the roster names no student (only a header line)")

@@ -4,6 +4,7 @@ written); a good roster gives every student their own bundle in one run."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +25,8 @@ SECRET = "roster-test-secret-5a1c"
         ("name,email\nalice,a@x\n", "line 1: no `id` column"),
         ("id,first_name\ns1,A\n,B\n", "line 3: the `id` column is empty"),
         ("id\ns1\ns2\ns1\n", "line 4: student 's1' is already on line 2"),
+        # one folder on macOS and Windows
+        ("id\nS1\ns1\n", "line 3: student 's1' is already on line 2 as 'S1'"),
         ("student_id\ns1\ns/2\n", "line 3: student id 's/2' has characters"),
         ("id\n", "names no student"),
     ],
@@ -81,6 +84,9 @@ def test_release_students_writes_every_variant_in_one_run(tmp_path, monkeypatch)
     questions = set()
     for student in ("s1", "s2", "s3"):
         folder = out / student
+        mask = os.umask(0o022)
+        os.umask(mask)
+        assert folder.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
         manifest = json.loads((folder / bundle.BUNDLE_MANIFEST).read_text())
         assert manifest["student"] == student
         public.add(manifest["public_seed"])
