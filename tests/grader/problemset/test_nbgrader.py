@@ -307,7 +307,7 @@ def test_check_under_autograde_without_a_seed_refuses(tmp_path, monkeypatch):
 
 
 def test_configure_autograde_replaces_execute_and_flags_grader_errors(monkeypatch):
-    from nbgrader.preprocessors import Execute, SaveAutoGrades
+    from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
     from traitlets.config import Config
 
     from grader.problemset import nbgrader_autograde as nba
@@ -323,6 +323,11 @@ def test_configure_autograde_replaces_execute_and_flags_grader_errors(monkeypatc
     with pytest.raises(ValueError, match="configure_autograde"):
         monkeypatch.delenv(nbgrader_bridge.SEED_ENV)
         nba.resolve_seed(None)
+    chain = list(c.Autograde.sanitize_preprocessors)
+    assert chain.index(nba.RestoreCheckCells) + 1 == chain.index(OverwriteCells)
+    # the check cases are drawn from the seed: cnnlab's public default is flagged
+    with pytest.warns(UserWarning, match="public default"):
+        nba.configure_autograde(Config(), seed=DEFAULT_SEED)
 
 
 def _stdout(outputs: list) -> str:
