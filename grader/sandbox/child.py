@@ -247,7 +247,16 @@ class StudentCode:
         return os.path.join(os.getcwd(), SUBMISSION_DIR, path)
 
     def exec_into(self, name: str, module: types.ModuleType) -> None:
-        """Run module ``name``'s source in ``module`` (a notebook: cell by cell)."""
+        """Run module ``name``'s source in ``module`` (a notebook: cell by cell), recording
+        in :attr:`progress` which file or cell runs, and restoring what ran before when done
+        (a module imported by another one's top level)."""
+        resume = self.progress.current
+        try:
+            self._exec_into(name, module)
+        finally:
+            self.progress.set(resume)
+
+    def _exec_into(self, name: str, module: types.ModuleType) -> None:
         module.__file__ = self.filename(name)
         if name in self.broken:
             raise ImportError(self.broken[name])
@@ -284,7 +293,6 @@ class StudentCode:
         if name in self.broken:
             self.errors[name] = self.broken[name]
             return None
-        resume = self.progress.current  # what ran before this import (a case, an import)
         try:
             if name in self._private:  # clashes with an already imported module
                 module = types.ModuleType(name)
@@ -294,8 +302,6 @@ class StudentCode:
         except BaseException as exc:  # noqa: BLE001 - SystemExit at import is the student's
             self.errors[name] = self.import_error(name, exc)
             return None
-        finally:
-            self.progress.set(resume)
         self.loaded[name] = module
         return module
 

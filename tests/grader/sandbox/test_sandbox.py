@@ -162,6 +162,17 @@ def test_timeout_while_loading_names_the_file_and_says_what_to_do(box, tmp_path)
     assert '`if __name__ == "__main__":`' in case.message
 
 
+def test_timeout_after_importing_another_file_names_the_file_that_hangs(box, tmp_path):
+    """a.py imports b.py at its top, then loops: the hang is in a.py, not in b.py."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "b.py").write_text("HELPER = 1\n")
+    (folder / "a.py").write_text("import b\n" + CORRECT + "\nwhile b.HELPER:\n    pass\n")
+    (case,) = run(box, folder).cases
+    assert case.status == "timeout"
+    assert "(a.py had not finished)" in case.message
+
+
 def test_timeout_in_a_notebook_cell_names_the_cell(box, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
