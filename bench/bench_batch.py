@@ -560,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
         "",
         "Plain asserts give all or nothing per test cell (and different tests), so their scores "
-        "differ by design; they run the student's code unprotected in the kernel (a hostile "
+        "can differ by design; they run the student's code unprotected in the kernel (a hostile "
         "submission can hang it until nbgrader's cell timeout, or fake its own checks).",
         "",
         f"A check cell in Jupyter (a real kernel via nbclient, solved pooling notebook): the "
