@@ -39,6 +39,7 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode, from_dict
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.utils import is_grade
 from traitlets import Integer
 from traitlets.config import Config
 
@@ -54,6 +55,7 @@ from grader.problemset.nbgrader_bridge import (
 GRADER_ERRORS = "cnnlab_grader_errors"
 
 _SANDBOX: Any = None
+_WARNED = False  # the public-default-seed warning was given in this process
 #: (seed, exercise) -> prepared exercise, for the whole autograde run (one seed for the class).
 _PREPARED: dict[tuple[int, str], Any] = {}
 
@@ -94,10 +96,16 @@ def _prepared(seed: int, names: list[str]) -> list[Any]:
 
 
 def grade_checks(
-    nb: NotebookNode, notebook_name: str, *, seed: int, student: str | None = None
+    nb: NotebookNode,
+    notebook_name: str,
+    *,
+    seed: int,
+    student: str | None = None,
+    names: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Grade every exercise the check cells of ``nb`` name, as ``cnnlab grade`` grades the
-    notebook; exercise -> record (``SubmissionResult.to_dict()["exercises"]`` entries).
+    """Grade every exercise the check cells of ``nb`` name (or ``names``), as ``cnnlab grade``
+    grades the notebook; exercise -> record (``SubmissionResult.to_dict()["exercises"]``
+    entries).
 
     A submission cnnlab cannot read (no code, an unreadable cell) scores 0 with the reason as
     feedback; a grader failure becomes ``grader_error`` records (never a score).
@@ -106,7 +114,8 @@ def grade_checks(
     from grader.errors import GraderFailure, SubmissionError, UnknownExerciseError
     from grader.submission import load_submission
 
-    names = list(dict.fromkeys(name for _, name in notebook_checks(nb)))
+    if names is None:
+        names = list(dict.fromkeys(name for _, name in notebook_checks(nb)))
     try:
         prepared = _prepared(seed, names)
     except UnknownExerciseError as exc:
@@ -168,10 +177,15 @@ class ExecuteInSandbox(Execute):
         checks = notebook_checks(nb)
         if not checks:
             return super().preprocess(nb, resources, km=km)
+        # the check cells nbgrader grades (RestoreCheckCells gave them back their metadata); a
+        # check cell pasted from another notebook is nobody's grade cell and stays empty
+        graded = [(i, n) for i, n in checks if is_grade(nb.cells[i])]
+        checks = graded or checks
         seed = resolve_seed(self.seed)
         info = resources.get("nbgrader", {})
         name = info.get("notebook") or "notebook"
-        records = grade_checks(nb, name, seed=seed, student=info.get("student"))
+        wanted = list(dict.fromkeys(n for _, n in checks))
+        records = grade_checks(nb, name, seed=seed, student=info.get("student"), names=wanted)
         errors = []
         for count, (index, exercise) in enumerate(checks, start=1):
             cell = nb.cells[index]
@@ -289,9 +303,13 @@ def configure_autograde(c: Config, *, seed: int) -> Config:
     skips a cell with that tag and nbgrader gives a test cell without output full marks: a
     student could tag a test cell) by skipping only a random tag nobody knows.
     """
+    from grader.engine import check_seed
     from grader.seeds import DEFAULT_SEED
 
-    if int(seed) == DEFAULT_SEED:
+    global _WARNED
+    seed = check_seed(int(seed) if isinstance(seed, str) and seed.strip().isdigit() else seed)
+    if seed == DEFAULT_SEED and not _WARNED:  # nbgrader may load its config twice: say it once
+        _WARNED = True
         warnings.warn(
             f"cnnlab: grading with seed {DEFAULT_SEED}, cnnlab's public default: anyone with "
             "cnnlab's source can compute its check cases and hard-code the answers. Generate "
@@ -302,7 +320,7 @@ def configure_autograde(c: Config, *, seed: int) -> Config:
         )
     c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
     c.Autograde.autograde_preprocessors = autograde_preprocessors()
-    c.ExecuteInSandbox.seed = int(seed)
+    c.ExecuteInSandbox.seed = seed
     c.Execute.skip_cells_with_tag = f"cnnlab-never-skip-{secrets.token_hex(8)}"
-    os.environ[SEED_ENV] = str(int(seed))
+    os.environ[SEED_ENV] = str(seed)
     return c

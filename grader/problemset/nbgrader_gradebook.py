@@ -248,6 +248,23 @@ def restore_cells(
     notes: list[str] = []
     by_name = {c.name: c for c in cells}
     nb_cells = document.setdefault("cells", [])
+    for index, cell in enumerate(nb_cells):
+        meta = cell.get("metadata")
+        nb = meta.get("nbgrader") if isinstance(meta, dict) else None
+        if nb is None or not isinstance(meta, dict):
+            continue
+        grade_id = _grade_id(cell)
+        if not isinstance(nb, dict) or not nb:
+            # emptied by nbgrader's DeduplicateIds (a copied cell): without this, nbgrader's
+            # CheckCellMetadata takes it for an old format and stops autograde (nbgrader #1083)
+            del meta["nbgrader"]
+        elif grade_id is not None and grade_id not in by_name:
+            # pasted from another notebook: nbgrader would drop its grade_id and then fail on
+            # the cell ("does not have a grade_id"); it is nobody's cell here
+            del meta["nbgrader"]
+            notes.append(
+                f"cell {index + 1}: metadata of {grade_id}, not a cell of this notebook, removed"
+            )
     present = {g for g in (_grade_id(c) for c in nb_cells) if g}
     locked_sources = {c.source: c for c in cells if c.locked and not c.grade}
     for index, cell in enumerate(nb_cells):
@@ -273,7 +290,18 @@ def restore_cells(
     if overwrite_locked:
         for cell in nb_cells:
             source = by_name.get(_grade_id(cell) or "")
-            if source is not None and source.locked and _text(cell) != source.source:
+            if source is None:
+                continue
+            if cell.get("cell_type") != source.cell_type:  # as OverwriteCells.update_cell_type
+                cell["cell_type"] = source.cell_type
+                if source.cell_type == "code":
+                    cell.setdefault("outputs", [])
+                    cell.setdefault("execution_count", None)
+                else:
+                    cell.pop("outputs", None)
+                    cell.pop("execution_count", None)
+                notes.append(f"{source.name}: cell type restored ({source.cell_type})")
+            if source.locked and _text(cell) != source.source:
                 cell["source"] = source.source
                 notes.append(f"{source.name}: edited locked cell restored as released")
     order = [c.name for c in cells]
@@ -360,12 +388,16 @@ def write_autograded(
             continue  # unreadable: cnnlab batch already recorded why
         if not isinstance(document, dict):
             continue
-        restore_cells(document, (released or {}).get(notebook.stem, []), overwrite_locked=True)
+        cells = (released or {}).get(notebook.stem, [])
+        restore_cells(document, cells, overwrite_locked=True)
+        graded = {c.name for c in cells if c.grade}
         count = 0
         for cell in document.get("cells", []):
             name = checked_exercise(cell)
             if name is None or name not in records:
                 continue
+            if graded and _grade_id(cell) not in graded:
+                continue  # a check cell nbgrader does not grade here (pasted): as autograde
             count += 1
             record = records[name]
             points = cell_points(cell, float(record.get("max_score") or 0.0))

@@ -92,6 +92,36 @@ def _student_copy(released: dict, source: dict, kind: str) -> dict:
         for cell in copy["cells"]:
             cell["metadata"] = {}
         return copy
+    if kind in ("copier", "paster", "typer"):
+        copy = _student_copy(released, source, "solved")
+        cells = copy["cells"]
+        ids = [c["metadata"].get("nbgrader", {}).get("grade_id") for c in cells]
+        if kind == "copier":  # Jupyter's copy/paste keeps the metadata (nbgrader #1083)
+            cells.insert(
+                ids.index("maxpool2d_forward"),
+                json.loads(json.dumps(cells[ids.index("maxpool2d_forward")])),
+            )
+            cells.append(json.loads(json.dumps(cells[ids.index("test_maxpool2d_backward")])))
+        elif kind == "paster":  # a check cell pasted from another notebook, metadata and all
+            foreign = json.loads(json.dumps(cells[ids.index("test_maxpool2d_forward")]))
+            foreign["source"] = (
+                "".join(foreign["source"])
+                .replace("maxpool2d_forward", "conv2d_forward")
+                .replace(f"{TOPIC}.ipynb", "layers.ipynb")
+            )
+            foreign["metadata"]["nbgrader"]["grade_id"] = "test_conv2d_forward"
+            cells.append(foreign)
+        else:  # the `r` and `m` keys: an answer made Raw, a check cell made Markdown; %%time
+            cells[ids.index("maxpool2d_forward")]["cell_type"] = "raw"
+            cells[ids.index("maxpool2d_forward")].pop("outputs", None)
+            cells[ids.index("maxpool2d_forward")].pop("execution_count", None)
+            check = cells[ids.index("test_maxpool2d_backward")]
+            check["cell_type"] = "markdown"
+            check.pop("outputs", None)
+            check.pop("execution_count", None)
+            answer = cells[ids.index("maxpool2d_backward")]
+            answer["source"] = "%%time\n" + answer["source"]
+        return copy
     if kind == "deleter":  # solved; fakes the forward's check cell, deletes the backward's
         copy = _student_copy(released, source, "solved")
         for cell in copy["cells"]:
@@ -159,6 +189,9 @@ KINDS = {
     "mallory": "cheater",
     "dora": "bare",
     "dave": "deleter",
+    "cora": "copier",
+    "pat": "paster",
+    "tyra": "typer",
 }
 
 
@@ -326,8 +359,14 @@ def test_configure_autograde_replaces_execute_and_flags_grader_errors(monkeypatc
     chain = list(c.Autograde.sanitize_preprocessors)
     assert chain.index(nba.RestoreCheckCells) + 1 == chain.index(OverwriteCells)
     # the check cases are drawn from the seed: cnnlab's public default is flagged
+    monkeypatch.setattr(nba, "_WARNED", False)
     with pytest.warns(UserWarning, match="public default"):
         nba.configure_autograde(Config(), seed=DEFAULT_SEED)
+    from grader.errors import ConfigError
+
+    for bad in (-1, 2**31, "x"):  # refused when nbgrader reads its config, not per check
+        with pytest.raises(ConfigError, match="seed"):
+            nba.configure_autograde(Config(), seed=bad)
 
 
 def _stdout(outputs: list) -> str:
@@ -379,10 +418,16 @@ def test_autograde_in_the_sandbox_records_cnnlabs_scores(autograded):
     # re-saved without metadata, or with a check cell faked and one deleted: cnnlab's scores
     # are recorded all the same (RestoreCheckCells), none is left for a manual grade
     assert recorded["dora"] == recorded["dave"] == recorded["alice"]
+    # a copied cell (nbgrader #1083 stopped the whole autograde), a check cell pasted from
+    # another notebook (a traceback), an answer made Raw, a check made Markdown, %%time
+    assert recorded["cora"] == recorded["pat"] == recorded["tyra"] == recorded["alice"]
+    assert "Traceback" not in log and "old version" not in log
     assert _manual_grades(course) == []
     assert "test_maxpool2d_backward: deleted check cell put back as released" in log
-    # the only checksum warning: dave's edit of a locked check cell (nbgrader restores it)
-    assert log.count("has changed") == 1 and "test_maxpool2d_forward has changed" in log
+    # nbgrader's own warnings: dave's edit of a locked check cell, tyra's cell types (it
+    # restores them); none for anyone else
+    assert log.count("Attribute 'checksum'") == 1 and "test_maxpool2d_forward has changed" in log
+    assert "Attribute 'cell_type' for cell test_maxpool2d_backward has changed" in log
     assert "Kernel" not in log  # no kernel was started
 
 
@@ -438,11 +483,14 @@ def test_batch_writes_grades_into_nbgraders_gradebook(autograded, tmp_path):
     assert values == ["2.0", repr(_gradebook_scores(course)["carol"]["maxpool2d_backward"])]
     # formgrader shows the released check cells with cnnlab's outputs, never a student's
     # edit of one, and a deleted one is back (as nbgrader autograde does)
-    for student in ("dave", "dora"):
+    for student in ("dave", "dora", "tyra", "pat"):
         document = json.loads(
             (course / "autograded" / student / ASSIGNMENT / f"{TOPIC}.ipynb").read_text()
         )
         checks = [c for c in document["cells"] if nbgrader_bridge.is_check_cell(c)]
+        if student == "pat":  # the pasted cell is nobody's grade cell: no outputs, as autograde
+            pasted = checks.pop()
+            assert pasted["outputs"] == [] and "nbgrader" not in pasted["metadata"]
         assert [nbgrader_bridge.checked_exercise(c) for c in checks] == [
             "maxpool2d_forward",
             "maxpool2d_backward",
