@@ -118,7 +118,7 @@ _CLASS_LINE = re.compile(r"^class[ \t]+([A-Za-z_]\w*)\b", re.MULTILINE)
 _OPAQUE_CALLS = frozenset({"exec", "eval", "globals", "vars", "locals", "__import__", "setattr"})
 
 #: What :attr:`Submission.symbols` says a module does with a top-level name.
-SymbolKind = Literal["def", "stub", "class", "value", "import"]
+SymbolKind = Literal["def", "stub", "class", "type", "value", "import"]
 
 
 def _is_ignored(name: str) -> bool:
@@ -575,16 +575,27 @@ def decode_python(raw: bytes, label: str) -> tuple[str, str | None]:
         return raw.decode("utf-8", errors="replace"), None
 
 
+#: Cell magics whose body IPython runs as Python in the notebook's own namespace (what it
+#: defines stays defined): the magic line goes, the body is graded. ``%%timeit`` is not one
+#: (its body runs inside a timing function, so nothing it defines survives).
+BODY_RUNNING_CELL_MAGICS = frozenset({"time", "capture", "prun"})
+
+
 def neutralise_magics(source: str) -> str:
     """A notebook cell with IPython-only syntax made into plain Python.
 
-    A cell magic (first line ``%%...``) turns the whole cell into comments; a line magic or
+    A cell magic (first line ``%%...``) turns the whole cell into comments, except one of
+    :data:`BODY_RUNNING_CELL_MAGICS` (``%%time``, ``%%capture``, ``%%prun``), whose first
+    line alone becomes a comment, as IPython runs its body as ordinary code; a line magic or
     shell escape (``%timeit f()``, ``!pip install x``, ``files = !ls``) becomes ``pass`` with
     the original as a comment, keeping its indentation so the cell still parses.
     """
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
-        return "\n".join(f"# {line}" for line in lines)
+        magic = lines[0].lstrip()[2:].split(maxsplit=1)
+        if not magic or magic[0] not in BODY_RUNNING_CELL_MAGICS:
+            return "\n".join(f"# {line}" for line in lines)
+        lines = [f"# {lines[0]}", *lines[1:]]
     out = []
     for line in lines:
         stripped = line.lstrip()
@@ -663,16 +674,37 @@ def _target_names(target: ast.expr) -> list[str]:
     return []
 
 
+#: Base classes and decorators that make a class a plain data type (a cache, a layer
+#: description), never a renamed answer: ``class DenseCache(NamedTuple)`` is not a misspelt
+#: ``DenseBlock``.
+_DATA_BASES = frozenset({"NamedTuple", "TypedDict", "Enum", "IntEnum", "StrEnum", "Flag"})
+
+
+def _last_name(node: ast.expr) -> str:
+    node = node.func if isinstance(node, ast.Call) else node
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def _is_data_type(cls: ast.ClassDef) -> bool:
+    """A ``NamedTuple``/``TypedDict``/``Enum`` subclass or a ``@dataclass``."""
+    return any(_last_name(b) in _DATA_BASES for b in cls.bases) or any(
+        _last_name(d) == "dataclass" for d in cls.decorator_list
+    )
+
+
 def scan_symbols(source: str) -> tuple[dict[str, SymbolKind], list[str]]:
     """The top-level names ``source`` binds and what they are, from :mod:`ast` (nothing runs).
 
     Returns:
         ``(symbols, star_modules)``: name -> ``"def"``, ``"stub"`` (an unfilled function,
         see :func:`_is_stub`), ``"class"``, ``"value"`` (an assignment, e.g.
-        ``maxpool2d_forward = my_pool``) or ``"import"``; later bindings win, as when the code
-        runs. ``star_modules`` lists the modules of ``from M import *``. Source that does not
-        parse is scanned line by line for ``def``/``class`` at column 0 (the child then reports
-        the syntax error for those functions).
+        ``maxpool2d_forward = my_pool``), ``"type"`` (a data type: ``NamedTuple``, ``Enum``,
+        ``@dataclass``, see :func:`_is_data_type`) or ``"import"``; later bindings win, as when
+        the code runs. ``star_modules`` lists the modules of ``from M import *``. Source that
+        does not parse is scanned line by line for ``def``/``class`` at column 0 (the child then
+        reports the syntax error for those functions).
     """
     symbols: dict[str, SymbolKind] = {}
     stars: list[str] = []
@@ -688,7 +720,7 @@ def scan_symbols(source: str) -> tuple[dict[str, SymbolKind], list[str]]:
         if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
             symbols[st.name] = "stub" if _is_stub(st) else "def"
         elif isinstance(st, ast.ClassDef):
-            symbols[st.name] = "class"
+            symbols[st.name] = "type" if _is_data_type(st) else "class"
         elif isinstance(st, ast.Assign):
             for target in st.targets:
                 for name in _target_names(target):
@@ -916,6 +948,23 @@ class NotebookCell:
     execution_count: int | None = None
 
 
+def _graded_as_code(cell: dict[str, Any]) -> bool:
+    """A code cell, or an nbgrader autograded answer cell (metadata ``solution: true``,
+    ``grade: false``) that the student turned into a Raw or Markdown cell by accident (the
+    ``r``/``m`` keys in Jupyter's command mode): nbgrader's autograde turns it back into code
+    (``OverwriteCells``), so cnnlab grades it as code too."""
+    if cell.get("cell_type") == "code":
+        return True
+    meta = cell.get("metadata")
+    nb = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return (
+        cell.get("cell_type") in ("raw", "markdown")
+        and isinstance(nb, dict)
+        and bool(nb.get("solution"))
+        and not nb.get("grade")
+    )
+
+
 def notebook_cells(raw: bytes, label: str) -> list[NotebookCell]:
     """:func:`notebook_code_cells` with each cell's nbgrader ``grade_id`` and execution count.
 
@@ -949,7 +998,7 @@ def notebook_cells(raw: bytes, label: str) -> list[NotebookCell]:
     out = []
     number = 0
     for cell in cells:
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+        if not isinstance(cell, dict) or not _graded_as_code(cell):
             continue
         number += 1
         if number > MAX_CELLS:
@@ -1091,13 +1140,15 @@ class Submission:
     def defined(self, module: str) -> list[str]:
         """The functions and classes ``module`` defines (unfilled stubs left out)."""
         kinds = self.symbols.get(module, {})
-        return [n for n, k in kinds.items() if k in ("def", "class") and not n.startswith("_")]
+        return [
+            n for n, k in kinds.items() if k in ("def", "class", "type") and not n.startswith("_")
+        ]
 
     def owners(self, name: str, topic: str | None = None) -> list[str]:
         """Modules binding ``name``, in the order the sandboxed child tries them: an
         implementation before a stub before an import, then the module named ``topic``, then
         one whose file name mentions it (``pooling (1).ipynb``), then the shallowest."""
-        rank = {"def": 0, "class": 0, "value": 0, "stub": 1, "import": 2}
+        rank = {"def": 0, "class": 0, "type": 0, "value": 0, "stub": 1, "import": 2}
 
         def topical(module: str) -> int:
             if topic is None:

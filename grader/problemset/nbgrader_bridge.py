@@ -309,10 +309,14 @@ def _grading_source(seed: int | None) -> tuple[int | None, str | None]:
 
 
 def _content_key(document: dict[str, Any], seed: int | None, cases: str | None) -> str:
+    # every cell with its type (a raw or markdown answer cell is graded as code too)
     code = [
-        "".join(c["source"]) if isinstance(c.get("source"), list) else c.get("source", "")
+        (
+            c.get("cell_type"),
+            "".join(c["source"]) if isinstance(c.get("source"), list) else c.get("source", ""),
+        )
         for c in document.get("cells", [])
-        if c.get("cell_type") == "code"
+        if isinstance(c, dict)
     ]
     stamp = None
     if cases is not None:
@@ -410,8 +414,9 @@ def unsaved_note(names: list[str], notebook: str) -> str:
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     return (
         f"Note: the saved {notebook} defines {shown} differently from what this kernel last "
-        "ran. This check graded the saved file: save the notebook (Ctrl-S) and run the check "
-        "again to grade what you ran."
+        "ran. This check graded the saved file: if you edited a cell without saving, save the "
+        "notebook (Ctrl-S) and run the check again; if you saved an edit without running it, "
+        "run that cell too."
     )
 
 

@@ -191,7 +191,7 @@ class StudentCode:
 
     #: Preference among modules binding the same name: an implementation, then an unfilled
     #: stub, then a module that only imports it.
-    RANK = {"def": 0, "class": 0, "value": 0, "stub": 1, "import": 2}
+    RANK = {"def": 0, "class": 0, "type": 0, "value": 0, "stub": 1, "import": 2}
 
     def __init__(self, data: dict[str, Any], progress: Progress | None = None) -> None:
         self.progress = progress or Progress(None)
@@ -443,7 +443,9 @@ class StudentCode:
             and n not in self.exercise_functions  # another exercise's, not a misspelling
             and (self.symbols is None or self._defined_kind(n) != "stub")
             # a class for a function exercise is an interface type (ReceptiveField), not a
-            # renamed answer; a class exercise (BasicBlock) may be misspelt as a class
+            # renamed answer; a class exercise (BasicBlock) may be misspelt as a class, but
+            # never as a data type (DenseCache(NamedTuple) is not a misspelt DenseBlock)
+            and self._defined_kind(n) != "type"
             and (function[:1].isupper() or self._defined_kind(n) != "class")
         ]
         return close_names(function, names)
@@ -570,6 +572,11 @@ class StudentCode:
             shown = self.display.get(fname, os.path.basename(fname))
             return _short(f"{kind} in {shown}, line {exc.lineno}: {exc.msg}")
         text = _safe_str(exc)
+        if isinstance(exc, EOFError):  # input(): stdin is /dev/null in the sandbox
+            text += (
+                " (input() gets no answer while your work is graded: remove it, or move it "
+                'under `if __name__ == "__main__":`)'
+            )
         where = self.where(exc.__traceback__)
         if where is None:
             if isinstance(exc, (MissingFunction, BadReturn)):

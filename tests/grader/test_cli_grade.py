@@ -78,6 +78,19 @@ def test_unfilled_stubs_are_not_implemented(tmp_path):
     assert "Exercise 1.1: conv_output_size" in doc["exercises"][0]["feedback"]
 
 
+def test_the_layers_solution_graded_alone_has_full_marks(tmp_path):
+    """Its DenseCache (a NamedTuple the stub provides) is not a misspelt DenseBlock: the
+    architectures' exercises are left out, not scored 0 with "rename yours"."""
+    from pathlib import Path
+
+    solution = Path(__file__).resolve().parents[2] / "solutions" / "layers.py"
+    result = _invoke(str(solution), "--seed", "5", "--json", str(tmp_path / "r.json"))
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert result.exit_code == 0, result.output
+    assert "DenseBlock" not in {e["name"] for e in doc["exercises"]}
+    assert doc["score"] == doc["max_score"] > 0
+
+
 def test_a_backward_whose_forward_is_a_stub_says_to_finish_the_forward(tmp_path):
     """The backward is graded on the cache of the student's own forward: while the forward is
     the stub, the backward's row says that, not the forward's NotImplementedError alone."""

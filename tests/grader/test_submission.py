@@ -108,6 +108,35 @@ def test_notebook_code_cells_in_order_with_magics_neutralised(tmp_path):
     assert sub.skipped_cells["hw"] == (1, 2, 3)
 
 
+def test_cell_magics_that_run_their_body_keep_it():
+    """%%time, %%capture and %%prun run the body in the notebook's namespace (what it defines
+    stays defined); %%timeit and the other languages do not."""
+    kept = neutralise_magics("%%time\ndef f():\n    return 1")
+    assert kept == "# %%time\ndef f():\n    return 1"
+    assert neutralise_magics("%%capture out\nx = 1") == "# %%capture out\nx = 1"
+    assert neutralise_magics("%%timeit\ndef g(): pass").splitlines()[1] == "# def g(): pass"
+    assert neutralise_magics("%%bash\necho hi") == "# %%bash\n# echo hi"
+
+
+def test_an_answer_cell_made_raw_or_markdown_by_accident_is_graded_as_code(tmp_path):
+    """Jupyter's `r`/`m` keys turn a cell Raw/Markdown; nbgrader's autograde turns an
+    autograded answer cell back into code, so cnnlab grades it as code too (not a plain
+    markdown cell, nor a manually graded answer)."""
+    answer = {"nbgrader": {"grade_id": "f", "solution": True, "grade": False}}
+    manual = {"nbgrader": {"grade_id": "essay", "solution": True, "grade": True, "points": 2}}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_raw_cell("def f():\n    return 1", metadata=answer),
+        nbformat.v4.new_markdown_cell("def g():\n    return 2", metadata=manual),
+        nbformat.v4.new_markdown_cell("def h():\n    return 3"),
+    ]
+    path = tmp_path / "hw.ipynb"
+    path.write_text(nbformat.writes(nb))
+    sub = load_submission(path)
+    assert "f" in sub.symbols["hw"] and "g" not in sub.symbols["hw"]
+    assert "h" not in sub.symbols["hw"]
+
+
 def test_neutralise_leaves_ordinary_code_alone():
     code = "a = b != c\nx = 5 % 3\nprint('%d' % 3)"
     assert neutralise_magics(code) == code
@@ -471,6 +500,30 @@ def test_what_a_submission_relates_to(tmp_path):
     assert not sub.relates_to("conv2d_forward", "layers")
     assert not sub.relates_to("dense_forward", "layers")
     assert sub.syntax_errors["notes"].startswith("SyntaxError in notes.py, line 1")
+
+
+def test_a_data_type_is_never_a_misspelt_class_exercise(tmp_path):
+    """The layers stub gives students `DenseCache(NamedTuple)`: graded alone, the file must not
+    be taken as a DenseBlock submission nor told to rename DenseCache to DenseBlock."""
+    from grader.submission import scan_symbols
+
+    source = (
+        "from dataclasses import dataclass\nfrom enum import Enum\nimport typing\n"
+        "class DenseCache(typing.NamedTuple):\n    x: int\n"
+        "@dataclass\nclass DenseSpec:\n    n: int\n"
+        "class Mode(Enum):\n    A = 1\n"
+        "class DenseBlok:\n    pass\n"
+    )
+    kinds, _ = scan_symbols(source)
+    assert kinds["DenseCache"] == kinds["DenseSpec"] == kinds["Mode"] == "type"
+    assert kinds["DenseBlok"] == "class"
+    (tmp_path / "layers.py").write_text(source)
+    sub = load_submission(tmp_path / "layers.py")
+    assert sub.close_names("DenseBlock") == ["DenseBlok"]  # a real typo still is one
+    (tmp_path / "layers.py").write_text(source.replace("class DenseBlok:\n    pass\n", ""))
+    sub = load_submission(tmp_path / "layers.py")
+    assert sub.close_names("DenseBlock") == []
+    assert not sub.relates_to("DenseBlock", "architectures")
 
 
 def test_a_notebook_cell_is_named_as_jupyter_shows_it(tmp_path):

@@ -173,6 +173,14 @@ def test_timeout_after_importing_another_file_names_the_file_that_hangs(box, tmp
     assert "(a.py had not finished)" in case.message
 
 
+def test_input_at_the_top_level_says_it_gets_no_answer(box, tmp_path):
+    path = write(tmp_path, "shapes.py", "name = input('your name? ')\n" + CORRECT)
+    (case,) = run(box, path).cases
+    assert case.status == "error"
+    assert "EOFError in shapes.py, line 1" in case.message
+    assert "input() gets no answer while your work is graded" in case.message
+
+
 def test_timeout_in_a_notebook_cell_names_the_cell(box, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
