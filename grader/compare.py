@@ -729,6 +729,36 @@ def _forward_of(backward: str) -> str:
     return f"{stem}_forward"
 
 
+#: Gradients of a layer's backward that do not depend on its forward's cache (``db`` is a
+#: sum of ``dout``): a wrong one is never a cache problem.
+CACHE_FREE_GRADIENTS = frozenset({"db"})
+
+
+def _common_factor(
+    pairs: list[tuple[np.ndarray, object]], *, rtol: float, atol: float
+) -> float | None:
+    """The constant ``k`` (not 1) with ``got == k * expected`` for every pair, when there is
+    one: a doubled, halved or negated gradient. ``None`` otherwise."""
+    factor: float | None = None
+    for expected, got in pairs:
+        got = np.asarray(got)
+        if got.shape != expected.shape or not np.issubdtype(got.dtype, np.number):
+            return None
+        big = np.abs(expected) > max(atol, 1e-12)
+        if not big.any():
+            return None
+        ratios = got[big] / expected[big]
+        k = float(np.median(ratios))
+        if not np.isfinite(k) or np.isclose(k, 1.0):
+            return None
+        if not np.allclose(got, k * expected, rtol=max(rtol, 1e-6), atol=atol):
+            return None
+        if factor is not None and not np.isclose(k, factor):
+            return None
+        factor = k
+    return round(factor, 6) if factor is not None else None
+
+
 def explain_backward_cache(
     problem: str,
     *,
@@ -753,6 +783,27 @@ def explain_backward_cache(
             for outputs in case.mistakes.values()
         ):  # a known mistake of the backward itself: the feedback names it; no cache hunt
             return f"{problem}. Your {forward} gives the right output on this case"
+        failing = [
+            name
+            for name, want in case.expected.items()
+            if name in received
+            and not outputs_match({name: want}, {name: received[name]}, rtol=rtol, atol=atol)
+        ]
+        if failing and set(failing) <= CACHE_FREE_GRADIENTS:
+            return (
+                f"{problem}. Your {forward} gives the right output on this case, and "
+                f"{', '.join(failing)} does not depend on the cache (the bias gradient sums "
+                f"dout over every axis but the channels): check how {function} computes it"
+            )
+        scale = _common_factor(
+            [(np.asarray(case.expected[n]), received[n]) for n in failing], rtol=rtol, atol=atol
+        )
+        if scale is not None:
+            return (
+                f"{problem}. Your {forward} gives the right output on this case, and "
+                f"{', '.join(failing)} is {scale:g} times the expected values everywhere: a "
+                "factor or a sign in the backward's formula, not the cache"
+            )
         advice = str(case.hidden.get("cache_advice", ""))
         return (
             f"{problem}. Your {forward} gives the right output on this case, and {function} "

@@ -88,6 +88,31 @@ def test_a_known_backward_mistake_is_not_sent_hunting_in_the_cache(box, tmp_path
     assert "Your maxpool2d_forward gives the right output on this case" in backward.feedback
 
 
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        (("db = dout_cols.sum", "db = 2 * dout_cols.sum"), "db does not depend on the cache"),
+        (("return dxp, dw, db", "return dxp, -dw, db"), "dw is -1 times the expected values"),
+        (("return dxp, dw, db", "return dxp, 0.5 * dw, db"), "dw is 0.5 times the expected"),
+    ],
+)
+def test_a_gradient_the_cache_cannot_explain_is_not_blamed_on_the_cache(
+    box, tmp_path, change, needle
+):
+    """A wrong db (a sum of dout) or a gradient off by a constant factor or sign: the feedback
+    says so, not "check what the forward stores in its cache" (retest F8)."""
+    solution = Path(__file__).resolve().parents[2] / "solutions" / "layers.py"
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    text = solution.read_text()
+    assert change[0] in text
+    (folder / "layers.py").write_text(text.replace(change[0], change[1], 1))
+    (backward,) = _grade(box, folder, "conv2d_backward").exercises
+    assert backward.status is Status.FAILED
+    assert needle in backward.feedback, backward.feedback
+    assert "check what the forward stores" not in backward.feedback
+
+
 def test_a_backward_fed_by_a_wrong_forward_is_told_to_fix_the_forward(box, tmp_path):
     folder = _folder(tmp_path, pooling="maxpool_column_major_cache.py")
     module = folder / "pooling.py"
