@@ -116,6 +116,19 @@ def _release_roster(
     secret = load_secret(secret_file)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; pass a folder")
+    existing = {p.name.casefold(): p.name for p in out.iterdir()} if out.is_dir() else {}
+    clash = [
+        (s, existing[s.casefold()])
+        for s in students
+        if s.casefold() in existing and existing[s.casefold()] != s
+    ]
+    if clash:  # S1/ next to s1/: one folder on macOS and Windows, and one student
+        s, there = clash[0]
+        raise ConfigError(
+            f"{str(out)!r} already has a folder {there!r} for student {s!r}: ids that differ "
+            "only in case are one folder on macOS and Windows; use the id as written before, "
+            "or another --out"
+        )
     busy = [s for s in students if (out / s).is_dir() and any((out / s).iterdir())]
     if busy and not force:
         shown = ", ".join(busy[:5]) + (f" and {len(busy) - 5} more" if len(busy) > 5 else "")
@@ -133,7 +146,8 @@ def _release_roster(
                 write_bundle(out / s, seed=seeds[s], student=s, force=force, release=release)
                 progress.done(s)
     click.echo(
-        f"wrote {len(students)} student bundles to {out}/<student>/ (public check cases use "
+        f"wrote {len(students)} student bundle{'s' if len(students) != 1 else ''} to "
+        f"{out}/<student>/ (public check cases use "
         f"seed {release.public_seed}, drawn for this release)"
     )
 

@@ -69,6 +69,11 @@ def test_release_students_refuses_non_empty_bundles_before_writing(tmp_path, mon
     result = CliRunner().invoke(main, ["release", "--students", str(roster), "--out", str(out)])
     assert result.exit_code == 2 and "s2" in result.output and "--force" in result.output
     assert not (out / "s1").exists() and (out / "s2" / "mine.txt").read_text() == "keep"
+    # an earlier release wrote s2/; this roster says S2: one folder on macOS and Windows
+    roster.write_text("id\ns1\nS2\n")
+    result = CliRunner().invoke(main, ["release", "--students", str(roster), "--out", str(out)])
+    assert result.exit_code == 2 and "already has a folder 's2' for student 'S2'" in result.output
+    assert not (out / "S2").exists() and not (out / "s1").exists()
 
 
 @pytest.mark.slow
