@@ -55,7 +55,12 @@ from grader.compare import (
     outputs_match,
     pictures,
 )
-from grader.errors import ConfigError, GraderFailure, UnknownExerciseError, did_you_mean
+from grader.errors import (
+    ConfigError,
+    GraderFailure,
+    UnknownExerciseError,
+    exercise_hint,
+)
 from grader.results import Result, Status, SubmissionResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -676,7 +681,7 @@ def _select_saved(
 
             raise UnknownExerciseError(not_checked_message(name, not_checked[name]) + ".")
         if name not in by_name:
-            hint = did_you_mean(name, by_name)
+            hint = exercise_hint(name, list(by_name.values()))
             raise UnknownExerciseError(
                 f"unknown exercise {name!r}.{hint} The check cases hold: {', '.join(by_name)}."
             )

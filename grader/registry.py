@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from grader.errors import UnknownExerciseError, did_you_mean
+from grader.errors import UnknownExerciseError, did_you_mean, exercise_hint
 
 if TYPE_CHECKING:  # pragma: no cover
     from grader.plugins import PluginProblem, PluginSource
@@ -355,7 +355,9 @@ def names() -> list[str]:
 
 
 def _unknown(name: str, known: Iterable[str], tail: str) -> UnknownExerciseError:
-    hint = did_you_mean(name, known)
+    known = list(known)
+    specs = [_REGISTRY[k] for k in known if k in _REGISTRY]
+    hint = exercise_hint(name, specs) if len(specs) == len(known) else did_you_mean(name, known)
     broken = [
         p
         for p in _PROBLEMS

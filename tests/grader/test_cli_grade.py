@@ -111,6 +111,9 @@ def test_a_backward_whose_forward_is_a_stub_says_to_finish_the_forward(tmp_path)
         ([str(PLAIN_LOOPS), "-e", "maxpool2d_backwrd"], "Did you mean 'maxpool2d_backward'"),
         ([str(PLAIN_LOOPS), "-e", "q1"], "Did you mean 'q1_conv_layer_params'?"),  # a prefix
         ([str(PLAIN_LOOPS), "-e", "Q3"], "Did you mean 'q3_dilated_output_size'?"),
+        ([str(PLAIN_LOOPS), "-e", "pool"], "Did you mean 'maxpool2d_forward', 'maxpool2d_b"),
+        ([str(PLAIN_LOOPS), "-e", "3.1"], "Exercise 3.1 is 'conv2d_forward'"),
+        ([str(PLAIN_LOOPS), "-e", "layers"], "'layers' is a topic; its exercises are"),
         ([str(PLAIN_LOOPS), "--seed", "-4"], "--seed"),
         ([str(PLAIN_LOOPS), "--json", "/"], "is a folder"),
     ],
