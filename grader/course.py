@@ -46,7 +46,7 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,10 +142,6 @@ def _display(path: Path) -> str:
         return str(Path(path).absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _did_you_mean(name: str, options: Iterable[str]) -> str:
-    return did_you_mean(name, options)
 
 
 # --------------------------------------------------------------------------- line finding
@@ -325,7 +321,7 @@ class Course:
             )
         if name not in self.assignments:
             raise ConfigError(
-                f"{_display(self.path)} has no assignment {name!r}.{_did_you_mean(name, names)} "
+                f"{_display(self.path)} has no assignment {name!r}.{did_you_mean(name, names)} "
                 f"Its assignments: {', '.join(names)}."
             )
         return self.assignments[name]
@@ -466,7 +462,7 @@ class _Parser:
             if key not in allowed:
                 self.issue(
                     (*path, key),
-                    f"unknown key {key!r} in {where}.{_did_you_mean(key, allowed)} "
+                    f"unknown key {key!r} in {where}.{did_you_mean(key, allowed)} "
                     f"Allowed: {', '.join(allowed)}.",
                 )
 
@@ -594,7 +590,7 @@ class _Parser:
                 self.issue(
                     (*path, "topics"),
                     f"unknown topic {topic!r} in assignments.{name}.topics."
-                    f"{_did_you_mean(topic, topics)} Topics: {', '.join(topics)}.",
+                    f"{did_you_mean(topic, topics)} Topics: {', '.join(topics)}.",
                     value=topic,
                 )
                 continue
@@ -604,7 +600,7 @@ class _Parser:
                 self.issue(
                     (*path, "exercises"),
                     f"unknown exercise {exercise!r} in assignments.{name}.exercises."
-                    f"{_did_you_mean(exercise, known)}{_plugin_hint(exercise)} "
+                    f"{did_you_mean(exercise, known)}{_plugin_hint(exercise)} "
                     "`cnnlab list` shows every exercise.",
                     value=exercise,
                 )
@@ -684,7 +680,7 @@ class _Parser:
                 self.issue(
                     where,
                     f"unknown exercise {exercise!r} in {'.'.join((*path, key))}."
-                    f"{_did_you_mean(exercise, exercises or known)}",
+                    f"{did_you_mean(exercise, exercises or known)}",
                 )
                 continue
             if exercise not in exercises:

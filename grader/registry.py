@@ -354,10 +354,8 @@ def names() -> list[str]:
     return [s.name for s in all_specs()]
 
 
-def _unknown(name: str, known: Iterable[str], tail: str) -> UnknownExerciseError:
-    known = list(known)
-    specs = [_REGISTRY[k] for k in known if k in _REGISTRY]
-    hint = exercise_hint(name, specs) if len(specs) == len(known) else did_you_mean(name, known)
+def _unknown(name: str, tail: str) -> UnknownExerciseError:
+    hint = exercise_hint(name, _REGISTRY.values())
     broken = [
         p
         for p in _PROBLEMS
@@ -375,7 +373,7 @@ def get(name: str) -> ExerciseSpec:
     try:
         spec = _REGISTRY[name]
     except KeyError:
-        raise _unknown(name, _REGISTRY, "Run `cnnlab list` to see every exercise.") from None
+        raise _unknown(name, "Run `cnnlab list` to see every exercise.") from None
     view = active_view()
     return view.apply(spec) if view is not None and name in view.exercises else spec
 

@@ -34,7 +34,6 @@ import ast
 import datetime
 import importlib.util
 import json
-import os
 import re
 import secrets
 import shutil
@@ -413,7 +412,7 @@ def write_bundle(
     """
     from grader import engine
     from grader.problemset import public_cases
-    from grader.problemset.generate import render_problem_set, render_readme
+    from grader.problemset.generate import current_umask, render_problem_set, render_readme
 
     out = Path(out)
     _check_out(out, force)
@@ -464,9 +463,7 @@ def write_bundle(
                 p.relative_to(staging).as_posix() for p in (staging / CASES_DIR).rglob("*")
             )
             # mkdtemp made the staging folder 0700; the bundle gets a folder's usual mode
-            mask = os.umask(0o022)
-            os.umask(mask)
-            staging.chmod(0o777 & ~mask)
+            staging.chmod(0o777 & ~current_umask())
             if out.exists():
                 shutil.rmtree(out)
             staging.rename(out)

@@ -1108,6 +1108,13 @@ def render_problem_set(
 # --------------------------------------------------------------------------- writing
 
 
+def current_umask() -> int:
+    """This process's umask (reading it means setting it: it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, text: str | bytes) -> None:
     """Write ``path`` through a temporary file in the same folder and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1116,9 +1123,7 @@ def atomic_write(path: Path, text: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a generated file is a normal file
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a normal file here
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

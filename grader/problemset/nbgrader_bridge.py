@@ -74,12 +74,26 @@ class CheckError(RuntimeError):
 # --------------------------------------------------------------------------- what a cell shows
 
 
+_DEFINES = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.M)
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """A notebook cell's source as one string (nbformat allows a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def defined_names(source: str) -> list[str]:
+    """The functions and classes ``source`` defines at its top level (``def``/``class`` at
+    column 0, found by a pattern: a cell that does not parse still names them)."""
+    return _DEFINES.findall(source)
+
+
 def is_check_cell(cell: dict[str, Any]) -> bool:
     """Whether a notebook cell is a cnnlab check cell (nbgrader test cell or not)."""
     if cell.get("cell_type") != "code":
         return False
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else source
+    source = cell_text(cell)
     return CHECK_IMPORT in source and _CHECK_CALL.search(source) is not None
 
 
@@ -87,9 +101,7 @@ def checked_exercise(cell: dict[str, Any]) -> str | None:
     """The exercise a check cell grades (the first ``check("name", ...)`` in it)."""
     if not is_check_cell(cell):
         return None
-    source = cell.get("source", "")
-    source = "".join(source) if isinstance(source, list) else source
-    found = _CHECK_CALL.search(source)
+    found = _CHECK_CALL.search(cell_text(cell))
     return found.group(1) if found else None
 
 
@@ -311,12 +323,7 @@ def _grading_source(seed: int | None) -> tuple[int | None, str | None]:
 def _content_key(document: dict[str, Any], seed: int | None, cases: str | None) -> str:
     # every cell with its type (a raw or markdown answer cell is graded as code too)
     code = [
-        (
-            c.get("cell_type"),
-            "".join(c["source"]) if isinstance(c.get("source"), list) else c.get("source", ""),
-        )
-        for c in document.get("cells", [])
-        if isinstance(c, dict)
+        (c.get("cell_type"), cell_text(c)) for c in document.get("cells", []) if isinstance(c, dict)
     ]
     stamp = None
     if cases is not None:
@@ -364,9 +371,6 @@ def grade_notebook(
     return records
 
 
-_DEFINES = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.M)
-
-
 def _kernel_inputs() -> list[str] | None:
     """The raw source of every cell this IPython kernel ran this session, in order; ``None``
     outside IPython."""
@@ -393,15 +397,14 @@ def unsaved_definitions(document: dict[str, Any], inputs: list[str] | None) -> l
     for cell in document.get("cells", []):
         if cell.get("cell_type") != "code" or is_check_cell(cell):
             continue
-        source = cell.get("source", "")
-        text = "".join(source) if isinstance(source, list) else str(source)
-        for name in _DEFINES.findall(text):
+        text = cell_text(cell)
+        for name in defined_names(text):
             saved[name] = _normalised(text)
     ran: dict[str, str] = {}
     for text in inputs:
         if CHECK_IMPORT in text:
             continue
-        for name in _DEFINES.findall(text):
+        for name in defined_names(text):
             ran[name] = _normalised(text)
     return sorted(n for n in saved.keys() & ran.keys() if saved[n] != ran[n])
 

@@ -33,9 +33,11 @@ from typing import Any
 from grader.errors import ConfigError
 from grader.problemset.nbgrader_bridge import (
     cell_points,
+    cell_text,
     check_message,
     check_outputs,
     checked_exercise,
+    defined_names,
     is_check_cell,
     scaled_score,
 )
@@ -190,14 +192,6 @@ def source_cells(gradebook: Any, notebook: str, assignment: str) -> list[SourceC
     ]
 
 
-_DEFINED = re.compile(r"^(?:async[ \t]+def|def|class)[ \t]+([A-Za-z_]\w*)", re.M)
-
-
-def _text(cell: dict[str, Any]) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
-
-
 def _grade_id(cell: dict[str, Any]) -> str | None:
     meta = cell.get("metadata")
     nb = meta.get("nbgrader") if isinstance(meta, dict) else None
@@ -275,8 +269,8 @@ def restore_cells(
         if exercise is not None:
             found = by_name.get(f"test_{exercise}")
         elif cell.get("cell_type") == "code":
-            text = _text(cell)
-            for name in _DEFINED.findall(text):
+            text = cell_text(cell)
+            for name in defined_names(text):
                 if name in by_name and by_name[name].solution:
                     found = by_name[name]
                     break
@@ -301,7 +295,7 @@ def restore_cells(
                     cell.pop("outputs", None)
                     cell.pop("execution_count", None)
                 notes.append(f"{source.name}: cell type restored ({source.cell_type})")
-            if source.locked and _text(cell) != source.source:
+            if source.locked and cell_text(cell) != source.source:
                 cell["source"] = source.source
                 notes.append(f"{source.name}: edited locked cell restored as released")
     order = [c.name for c in cells]

@@ -82,11 +82,11 @@ class Progress:
         self._open, self._write, self._close = os.open, os.write, os.close  # before student code
         self.current = ""
 
-    def set(self, text: str) -> str:
-        """Record ``text`` as what runs now; returns what ran before (to restore)."""
-        before, self.current = self.current, text
+    def set(self, text: str) -> None:
+        """Record ``text`` as what runs now."""
+        self.current = text
         if self._path is None:
-            return before
+            return
         try:
             fd = self._open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
@@ -95,7 +95,6 @@ class Progress:
                 self._close(fd)
         except Exception:  # noqa: BLE001, S110 - a courtesy, never a failure
             pass
-        return before
 
 
 # --------------------------------------------------------------------------- output capture

@@ -792,29 +792,26 @@ class Sandbox:
         return peak >= 0.8 * self.limits.memory_mb * _MB
 
 
-def read_progress(workdir: Path, submission: Submission) -> tuple[str, str] | None:
-    """What the child was doing when it stopped, from its :data:`PROGRESS_FILE`:
-    ``("load", where)`` (the student's code was being loaded: ``where`` is a file of the
-    submission, or a notebook and its cell), ``("case", index)``, or ``None`` (nothing
-    recorded, or a text that names no file of this submission: the student's code can write
-    the run folder, so the marker is only believed when it names one of the student's own
-    files)."""
+def read_progress(workdir: Path, submission: Submission) -> tuple[str, bool] | None:
+    """Where the student's code was being loaded when the child stopped, from its
+    :data:`PROGRESS_FILE`: ``(where, in_notebook)``, ``where`` being a file of the submission
+    or a notebook and its cell. ``None`` when it stopped elsewhere (in a case), when nothing
+    was recorded, or when the text names no file of this submission: the student's code can
+    write the run folder, so the marker is only believed when it names one of their files."""
     try:
         raw = caseio.read_regular(workdir / PROGRESS_FILE, PROGRESS_BYTES)
     except (OSError, caseio.BadArrayFile):
         return None
     parts = raw.decode("utf-8", "replace").split("\t")
-    if len(parts) == 2 and parts[0] == "case" and parts[1].isdigit():
-        return "case", parts[1]
     if len(parts) != 3 or parts[0] != "load" or parts[2] not in ("file", "notebook"):
         return None
-    where, kind = parts[1], parts[2]
+    where, in_notebook = parts[1], parts[2] == "notebook"
     files = {str(f) for f in submission.files.values()}
     names = files | {f.rsplit("/", 1)[-1] for f in files}
-    owner = where.split(", ", 1)[0] if kind == "notebook" else where
+    owner = where.split(", ", 1)[0] if in_notebook else where
     if owner not in names or not where.isprintable():
         return None
-    return "load", where
+    return where, in_notebook
 
 
 def _locate_stop(
@@ -825,10 +822,9 @@ def _locate_stop(
     of a file (or in a notebook cell) runs every time the file is graded, before any function
     is called, and is the usual cause of a "timeout" in every case."""
     progress = read_progress(workdir, submission)
-    if progress is None or progress[0] != "load":
+    if progress is None:
         return cases
-    where = progress[1]
-    notebook = where.split(", ", 1)[0].endswith(".ipynb")
+    where, notebook = progress
     stopped = cases[-1]
     advice = ""
     if stopped.status == "timeout":
