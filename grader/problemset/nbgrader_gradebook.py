@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import re
 import tempfile
@@ -212,9 +213,7 @@ def _released_cell(cell: SourceCell) -> dict[str, Any]:
     return out
 
 
-def restore_cells(
-    document: dict[str, Any], cells: list[SourceCell], *, overwrite_locked: bool = False
-) -> list[str]:
+def restore_cells(document: dict[str, Any], cells: list[SourceCell]) -> list[str]:
     """Put back, in a submitted notebook, what cnnlab's grading of it does not depend on but
     nbgrader's recording of the grades does; returns one line per change, for the log.
 
@@ -228,14 +227,11 @@ def restore_cells(
       source cell the notebook has, else at the end), so that nbgrader records cnnlab's score
       for it instead of asking for a manual grade. Other grade cells are left to nbgrader
       (``OverwriteCells.add_missing_cells``).
-    * With ``overwrite_locked`` (``cnnlab batch``; ``nbgrader autograde`` has its own
-      ``OverwriteCells``): a locked cell whose source was edited gets its released source.
 
     Args:
         document: the notebook as JSON (``dict``; an ``nbformat.NotebookNode`` works too),
             changed in place.
         cells: its source cells (:func:`source_cells`).
-        overwrite_locked: also restore edited locked cells.
     """
     if not cells:
         return []
@@ -281,23 +277,6 @@ def restore_cells(
         cell.setdefault("metadata", {})["nbgrader"] = found.metadata()
         present.add(found.name)
         notes.append(f"cell {index + 1}: nbgrader metadata put back ({found.name})")
-    if overwrite_locked:
-        for cell in nb_cells:
-            source = by_name.get(_grade_id(cell) or "")
-            if source is None:
-                continue
-            if cell.get("cell_type") != source.cell_type:  # as OverwriteCells.update_cell_type
-                cell["cell_type"] = source.cell_type
-                if source.cell_type == "code":
-                    cell.setdefault("outputs", [])
-                    cell.setdefault("execution_count", None)
-                else:
-                    cell.pop("outputs", None)
-                    cell.pop("execution_count", None)
-                notes.append(f"{source.name}: cell type restored ({source.cell_type})")
-            if source.locked and cell_text(cell) != source.source:
-                cell["source"] = source.source
-                notes.append(f"{source.name}: edited locked cell restored as released")
     order = [c.name for c in cells]
     for position, source in enumerate(cells):
         if source.name in present or not (
@@ -358,20 +337,42 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _overwrite_cells(document: dict[str, Any], notebook: str, assignment: str, url: str) -> Any:
+    """nbgrader's own ``OverwriteCells`` on ``document``, as autograde's first pass runs it:
+    edited locked cells get their released source, changed cell types their released type."""
+    import nbformat
+    from nbgrader.preprocessors import OverwriteCells
+
+    info = {"notebook": notebook, "assignment": assignment, "db_url": url}
+    with warnings.catch_warnings():  # nbformat renames a copied cell's duplicate id, noisily
+        warnings.simplefilter("ignore")
+        notebook_node = nbformat.reads(json.dumps(document), as_version=4)  # lines joined
+    nb, _ = OverwriteCells(log=_QUIET).preprocess(notebook_node, {"nbgrader": info})
+    return nb
+
+
+#: nbgrader's warnings about the cells it restores ("Attribute 'checksum' ... has changed!"):
+#: batch records the scores; the warnings are not shown.
+_QUIET = logging.getLogger("cnnlab.nbgrader")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
 def write_autograded(
     course: Path,
     student: str,
     assignment: str,
     records: dict[str, dict[str, Any]],
     released: dict[str, list[SourceCell]] | None = None,
+    db_url: str | None = None,
 ) -> list[Path]:
     """``autograded/<student>/<assignment>/``: each submitted notebook with its check cells'
     outputs filled from ``records`` (exercise -> record), and ``timestamp.txt``.
 
-    With ``released`` (notebook name -> its :func:`source_cells`), each notebook first gets
-    back what ``nbgrader autograde`` would put back (:func:`restore_cells`: metadata by
-    content, edited locked cells, deleted check cells), so formgrader shows the released
-    check cells with cnnlab's outputs, never a student's edit of them."""
+    With ``released`` (notebook name -> its :func:`source_cells`) and the gradebook's
+    ``db_url``, each notebook first gets back what ``nbgrader autograde`` would put back
+    (:func:`restore_cells`, then nbgrader's ``OverwriteCells``), so formgrader shows the
+    released check cells with cnnlab's outputs, never a student's edit of them."""
     source = course / "submitted" / student / assignment
     dest = course / "autograded" / student / assignment
     written = []
@@ -383,7 +384,9 @@ def write_autograded(
         if not isinstance(document, dict):
             continue
         cells = (released or {}).get(notebook.stem, [])
-        restore_cells(document, cells, overwrite_locked=True)
+        restore_cells(document, cells)
+        if cells and db_url is not None:
+            document = _overwrite_cells(document, notebook.stem, assignment, db_url)
         graded = {c.name for c in cells if c.grade}
         count = 0
         for cell in document.get("cells", []):
@@ -495,6 +498,8 @@ def write_grades(
                         nb.name: source_cells(gb, nb.name, assignment)
                         for nb in gb.find_assignment(assignment).notebooks
                     }
-                write_autograded(course, student, assignment, records, released[assignment])
+                write_autograded(
+                    course, student, assignment, records, released[assignment], db_url=url
+                )
             out.submissions.append((student, assignment))
     return out
